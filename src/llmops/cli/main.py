@@ -1,0 +1,72 @@
+"""The ``llmops`` entry point: global options, the command areas, and one error path.
+
+User errors (``LLMOpsError``) print one line to stderr and exit 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from llmops.cli import audit, db, models, runs
+from llmops.cli.context import err_console
+from llmops.errors import LLMOpsError
+from llmops.settings import Settings
+
+app = typer.Typer(
+    name="llmops",
+    help="llmops: data, training, evaluation, registry, serving and monitoring of language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.command("init")(db.init)
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Use this LLMOPS_HOME instead of the environment's."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """Each area has its own commands: `llmops AREA --help`."""
+    if home is not None:
+        ctx.obj = Settings(home=home)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 a user error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="llmops", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.exceptions.TyperException as exc:  # usage errors: click's message and exit code
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except LLMOpsError as exc:
+        if debug:
+            raise
+        err_console.print(f"error: {exc.message}", markup=False)
+        return 2
+    return int(result) if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

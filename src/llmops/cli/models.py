@@ -1,0 +1,149 @@
+"""`llmops models`: register, list, show, alias, lineage and model cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from llmops.cli.context import console, home_of, print_json
+from llmops.registry import Registry
+from llmops.registry.cards import render_card
+from llmops.registry.lineage import DatasetNode, lineage
+
+app = typer.Typer(help="Model registry: versions, aliases, lineage, cards.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Move or remove aliases (production, staging, canary, ...).", no_args_is_help=True
+)
+app.add_typer(alias_app, name="alias")
+
+
+def _registry(ctx: typer.Context) -> Registry:
+    return Registry.from_home(home_of(ctx))
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A directory saved with save_pretrained (safetensors weights)."),
+    name: str = typer.Option(..., "--name", help="Registered model name."),
+    description: str | None = typer.Option(None, help="What this version is."),
+    base: str | None = typer.Option(None, help="Base version reference (required for a PEFT adapter)."),
+    run: str | None = typer.Option(None, "--run", help="Tracking run that produced it."),
+    reason: str | None = typer.Option(None, help="Why, for the audit log."),
+) -> None:
+    """Register a model directory as the next version of NAME."""
+    version = _registry(ctx).register(
+        path, name, description=description, base=base, source_run_id=run, reason=reason
+    )
+    console.print(f"registered {version.ref} ({version.format}, digest {version.digest[:12]})")
+
+
+@app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """List registered models with their latest version and aliases."""
+    table = Table("name", "versions", "latest", "aliases")
+    for model in _registry(ctx).list_models():
+        aliases = ", ".join(f"{a}→{v}" for a, v in model.aliases.items())
+        table.add_row(model.name, str(model.versions), str(model.latest_version or "-"), aliases)
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one model version."""
+    version = _registry(ctx).get(ref)
+    if json_out:
+        print_json(version)
+        return
+    table = Table("field", "value", title=version.ref, show_header=False)
+    rows = {
+        "format": version.format,
+        "digest": version.digest,
+        "aliases": ", ".join(version.aliases) or "-",
+        "base": version.base or "-",
+        "source run": version.source_run_id or "-",
+        "datasets": ", ".join(f"{d.dataset}@{d.version} ({d.role})" for d in version.datasets) or "-",
+        "metrics": ", ".join(f"{k}={v}" for k, v in sorted(version.metrics.items())) or "-",
+        "creator": version.creator,
+        "created": version.created_at.isoformat(timespec="seconds"),
+        "description": version.description or "-",
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+@alias_app.command("set")
+def alias_set(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model name."),
+    alias: str = typer.Argument(..., help="Alias to move, e.g. production."),
+    version: int = typer.Argument(..., help="Version number it should point to."),
+    reason: str | None = typer.Option(None, help="Why, for the audit log."),
+) -> None:
+    """Point ALIAS of NAME at VERSION (audited)."""
+    move = _registry(ctx).set_alias(name, alias, version, reason)
+    console.print(f"{name}@{alias}: {move.before if move.before is not None else '-'} → {move.after}")
+
+
+@alias_app.command("delete")
+def alias_delete(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model name."),
+    alias: str = typer.Argument(..., help="Alias to remove."),
+    reason: str | None = typer.Option(None, help="Why, for the audit log."),
+) -> None:
+    """Remove ALIAS from NAME (audited)."""
+    move = _registry(ctx).delete_alias(name, alias, reason)
+    console.print(f"{name}@{alias} removed (was {move.before})")
+
+
+@app.command("lineage")
+def show_lineage(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What produced a version (run, datasets, base chain) and what descends from it."""
+    info = lineage(_registry(ctx), ref)
+    if json_out:
+        print_json(info)
+        return
+    console.print(f"{info.version.ref} ({info.version.format}, digest {info.version.digest[:12]})")
+    if info.run:
+        console.print(f"  run: {info.run.id} ({info.run.name}, {info.run.experiment}, {info.run.status})")
+    for node in info.datasets:
+        _print_dataset(node, 1)
+    for ancestor in info.ancestors:
+        console.print(f"  base: {ancestor.ref} (digest {ancestor.digest[:12]})")
+    for child in info.descendants:
+        console.print(f"  descendant: {child}")
+
+
+def _print_dataset(node: DatasetNode, depth: int) -> None:
+    role = f" [{node.role}]" if node.role else ""
+    console.print(f"{'  ' * depth}dataset: {node.name}@{node.version}{role} {node.num_rows} rows "
+                  f"digest {node.digest[:12]}", markup=False)  # fmt: skip
+    for parent in node.parents:
+        _print_dataset(parent, depth + 1)
+
+
+@app.command("card")
+def card(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the markdown here."),
+) -> None:
+    """Generate the model card (markdown) from what the registry knows."""
+    text = render_card(_registry(ctx), ref)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}")

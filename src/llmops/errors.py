@@ -1,0 +1,121 @@
+"""The one error taxonomy of llmops.
+
+Every error a user can cause or meet is an ``LLMOpsError`` subclass carrying an HTTP status and an
+OpenAI-style error body, so the HTTP layers map errors once and the CLI prints one clear line.
+Nothing here may import from another llmops package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LLMOpsError(Exception):
+    """Base of all expected errors. ``message`` says what went wrong and how to fix it."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI-compatible error body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers that go with this error (for example ``Retry-After``)."""
+        return {}
+
+
+class InvalidInput(LLMOpsError):
+    """The caller sent something malformed; ``param`` names the field."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class Unauthorized(LLMOpsError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class Forbidden(LLMOpsError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFound(LLMOpsError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class Conflict(LLMOpsError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
+class PayloadTooLarge(LLMOpsError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class RateLimited(LLMOpsError):
+    """Over a rate limit or budget; ``retry_after`` is in seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, int(round(self.retry_after))))}
+
+
+class Overloaded(RateLimited):
+    """The service has no room for the request now; the client should retry later."""
+
+    status_code = 503
+    error_type = "overloaded_error"
+
+
+class UpstreamError(LLMOpsError):
+    """A replica or remote service failed or answered garbage."""
+
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class IntegrityError(LLMOpsError):
+    """Stored data does not match its digest or chain: it was changed outside llmops."""
+
+    status_code = 500
+    error_type = "integrity_error"
+
+
+class StoreUnavailable(LLMOpsError):
+    """The metadata database could not be reached or stayed locked past its busy timeout."""
+
+    status_code = 503
+    error_type = "store_unavailable"

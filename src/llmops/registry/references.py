@@ -1,0 +1,62 @@
+"""Model references: ``name@3`` (a version), ``name@production`` (an alias), ``name`` (the latest)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from llmops.errors import InvalidInput
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+
+def check_name(name: str, param: str = "name") -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidInput(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 200 characters)",
+            param=param,
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS_RE.match(alias or ""):
+        raise InvalidInput(
+            f"invalid alias {alias!r}: start with a letter, then letters, digits, '_' or '-'", param="alias"
+        )
+    return alias
+
+
+def parse_ref(text: str) -> ModelRef:
+    """Parse ``name``, ``name@<int>`` or ``name@<alias>``."""
+    name, sep, suffix = (text or "").strip().partition("@")
+    check_name(name, param="model")
+    if not sep:
+        return ModelRef(name)
+    if suffix.isdigit():
+        return ModelRef(name, version=int(suffix))
+    if not suffix:
+        raise InvalidInput(f"reference {text!r} ends with '@': add a version or alias", param="model")
+    return ModelRef(name, alias=check_alias(suffix))
+
+
+def close_matches(word: str, candidates: list[str]) -> str:
+    """A ' Did you mean ...?' suffix for not-found messages, or '' when nothing is close."""
+    matches = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(matches)}?" if matches else ""

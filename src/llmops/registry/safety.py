@@ -1,0 +1,67 @@
+"""Model-file safety checks run before anything is registered or loaded.
+
+Only safetensors weights are accepted: pickle-based files can run code when loaded. A directory is
+a Hugging Face causal LM (``config.json``) or a PEFT adapter (``adapter_config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llmops.errors import InvalidInput
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+ModelFormat = Literal["hf-causal-lm", "peft-adapter"]
+
+
+@dataclass(frozen=True)
+class ModelDirInfo:
+    path: Path
+    format: ModelFormat
+    config: dict[str, object]
+    weight_files: tuple[str, ...]
+
+
+def inspect_model_dir(path: Path) -> ModelDirInfo:
+    """Validate a model directory and say what it holds; raise ``InvalidInput`` naming the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"model path does not exist: {path}", param="path")
+    if not path.is_dir():
+        raise InvalidInput(f"model path must be a directory saved with save_pretrained: {path}", param="path")
+    pickled = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise InvalidInput(
+            f"refusing pickle-based weights ({', '.join(pickled)}): they can run code when loaded. "
+            "Convert them to safetensors, e.g. `model.save_pretrained(dir, safe_serialization=True)` "
+            "after loading them once in a trusted environment, and register that directory",
+            param="path",
+        )
+    weights = tuple(sorted(p.relative_to(path).as_posix() for p in path.rglob("*.safetensors")))
+    if (path / "adapter_config.json").exists():
+        kind: ModelFormat = "peft-adapter"
+        config = _read_json(path / "adapter_config.json")
+    elif (path / "config.json").exists():
+        kind = "hf-causal-lm"
+        config = _read_json(path / "config.json")
+    else:
+        raise InvalidInput(
+            f"{path} has no config.json (nor adapter_config.json): save the model with save_pretrained",
+            param="path",
+        )
+    if not weights:
+        raise InvalidInput(f"{path} holds no *.safetensors weights", param="path")
+    return ModelDirInfo(path, kind, config, weights)
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path.name} is not valid JSON: {exc}", param="path") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{path.name} must hold a JSON object", param="path")
+    return body

@@ -1,0 +1,186 @@
+"""The metadata schema: one SQLAlchemy 2.0 declarative model per table.
+
+Migrations in ``store/migrations`` create exactly these tables; a test compares the two.
+Timestamps are timezone-aware UTC; JSON columns hold typed payloads serialised by their owners.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class AuditHead(Base):
+    """The tip of the audit chain: one row, locked by every append so appends are serialised."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    target: Mapped[str] = mapped_column(String(500), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RunParam(Base):
+    __tablename__ = "run_params"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunTag(Base):
+    __tablename__ = "run_tags"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunMetric(Base):
+    __tablename__ = "run_metrics"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),)
+
+
+class RunArtifact(Base):
+    __tablename__ = "run_artifacts"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(250), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(10))
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetVersion(Base):
+    """A dataset version; its id is the content digest of its rows (a tree in the artifact store)."""
+
+    __tablename__ = "dataset_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    schema_kind: Mapped[str] = mapped_column(String(40))
+    num_rows: Mapped[int] = mapped_column(Integer)
+    num_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    transform: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
+        UniqueConstraint("dataset_id", "digest", name="uq_dataset_versions_digest"),
+    )
+
+
+class DatasetVersionParent(Base):
+    __tablename__ = "dataset_version_parents"
+    child_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+
+
+class RegisteredModel(Base):
+    __tablename__ = "registered_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(40))
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    source_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+    creator: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
+        UniqueConstraint("model_id", "digest", name="uq_model_versions_digest"),
+    )
+
+
+class ModelVersionDataset(Base):
+    """Which dataset versions a model version was trained or tuned on."""
+
+    __tablename__ = "model_version_datasets"
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class ModelAlias(Base):
+    __tablename__ = "model_aliases"
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
