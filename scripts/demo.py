@@ -45,8 +45,15 @@ def make_model_from_config(path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
 
 
@@ -58,8 +65,17 @@ def main() -> None:
 
     step("2. Build a model from a config and register it")
     make_model_from_config(WORK / "model")
-    llmops("models", "register", str(WORK / "model"), "--name", "demo-model", "--description",
-           "A small Llama built from a config.", "--reason", "demo")  # fmt: skip
+    llmops(
+        "models",
+        "register",
+        str(WORK / "model"),
+        "--name",
+        "demo-model",
+        "--description",
+        "A small Llama built from a config.",
+        "--reason",
+        "demo",
+    )
     llmops("models", "alias", "set", "demo-model", "production", "1", "--reason", "first release")
     llmops("models", "show", "demo-model@production")
     llmops("models", "lineage", "demo-model@production")

@@ -62,7 +62,9 @@ def violations(src: Path, architecture: str) -> list[str]:
             if who in ("*", package):
                 for name in names:
                     for ban in banned:
-                        if (name == ban or name.startswith(ban + ".")) and package != ban.removeprefix("llmops."):
+                        if (name == ban or name.startswith(ban + ".")) and package != ban.removeprefix(
+                            "llmops."
+                        ):
                             problems.append(f"{package} imports {name}, which ARCHITECTURE.md forbids")
     problems += [f"import cycle: {' -> '.join(c)}" for c in _cycles(edges)]
     return problems

@@ -90,7 +90,7 @@ class RateLimited(LLMOpsError):
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:
             return {}
-        return {"Retry-After": str(max(1, int(round(self.retry_after))))}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class Overloaded(RateLimited):

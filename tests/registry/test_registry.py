@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_bad_paths_are_refused(sqlite_home: Home, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="does not exist"):
         registry.register(tmp_path / "missing", "m")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidInput, match="config.json"):
+    with pytest.raises(InvalidInput, match=r"config\.json"):
         registry.register(tmp_path / "empty", "m")
     assert registry.list_models() == []
 
@@ -110,6 +111,6 @@ def test_concurrent_alias_moves_are_serialised_and_all_audited(
     assert report.ok, report.problems
     assert len(events) == 2 * moves, "every move is audited, none lost"
     # Serialised: each move's `before` is exactly the previous move's `after`.
-    for prev, cur in zip(events, events[1:], strict=False):
+    for prev, cur in itertools.pairwise(events):
         assert cur.before == prev.after
     assert registry.get("m@production").version == events[-1].after["version"]  # type: ignore[index]

@@ -13,19 +13,31 @@ from llmops.tracking import Tracker
 
 def test_register_alias_show_lineage_card(cli, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home = open_home()
-    raw = DatasetStore.from_home(home).commit("support", [{"text": "hello"}, {"text": "world"}], "text",
-                                              transform={"name": "ingest"}, source="support.jsonl")  # fmt: skip
-    clean = DatasetStore.from_home(home).commit("support-clean", [{"text": "hello"}], "text",
-                                                transform={"name": "dedup_exact"}, parents=[raw.ref])  # fmt: skip
+    raw = DatasetStore.from_home(home).commit(
+        "support",
+        [{"text": "hello"}, {"text": "world"}],
+        "text",
+        transform={"name": "ingest"},
+        source="support.jsonl",
+    )
+    clean = DatasetStore.from_home(home).commit(
+        "support-clean", [{"text": "hello"}], "text", transform={"name": "dedup_exact"}, parents=[raw.ref]
+    )
     with Tracker.from_home(home).start_run("pretrain", "tiny-run", params={"lr": 0.001}) as run:
         run.log_metric("loss", 1.25, step=10)
     base = Registry.from_home(home).register(
-        tiny_model_dir, "tiny", source_run_id=run.id, datasets=[(clean.id, "train")], description="A tiny Llama."
+        tiny_model_dir,
+        "tiny",
+        source_run_id=run.id,
+        datasets=[(clean.id, "train")],
+        description="A tiny Llama.",
     )
 
     registered = cli("models", "register", tiny_model_dir, "--name", "m", "--reason", "first import")
     assert registered.code == 0 and "registered m@1" in registered.out
-    assert cli("models", "alias", "set", "tiny", "production", str(base.version), "--reason", "launch").code == 0
+    assert (
+        cli("models", "alias", "set", "tiny", "production", str(base.version), "--reason", "launch").code == 0
+    )
 
     shown = cli("models", "show", "tiny@production", "--json")
     body = json.loads(shown.out)

@@ -14,8 +14,15 @@ from llmops.store.schema import AuditEvent
 def _append_events(home: Home, n: int) -> None:
     for i in range(n):
         with home.store.transaction() as session:
-            audit.append(session, actor="alice", action="model.alias.set", target=f"model:m@{i}",
-                         before={"version": i}, after={"version": i + 1}, reason="test")  # fmt: skip
+            audit.append(
+                session,
+                actor="alice",
+                action="model.alias.set",
+                target=f"model:m@{i}",
+                before={"version": i},
+                after={"version": i + 1},
+                reason="test",
+            )
 
 
 def _verify(home: Home) -> audit.ChainReport:
@@ -59,7 +66,9 @@ def test_deleted_last_event_is_detected(home: Home) -> None:
 def test_reordered_events_are_detected(home: Home) -> None:
     _append_events(home, 5)
     with home.store.transaction() as session:
-        rows = {r.seq: r for r in session.execute(select(AuditEvent).where(AuditEvent.seq.in_([2, 4]))).scalars()}
+        rows = {
+            r.seq: r for r in session.execute(select(AuditEvent).where(AuditEvent.seq.in_([2, 4]))).scalars()
+        }
         fields = ("ts", "actor", "action", "target", "reason", "before", "after", "prev_hash", "hash")
         two = {f: getattr(rows[2], f) for f in fields}
         four = {f: getattr(rows[4], f) for f in fields}

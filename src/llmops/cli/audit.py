@@ -26,8 +26,16 @@ def list_events(
         events = list(audit.iter_events(session, target=target, action=action, limit=limit))
     table = Table("seq", "time", "actor", "action", "target", "before", "after", "reason")
     for e in events:
-        table.add_row(str(e.seq), e.ts.isoformat(timespec="seconds"), e.actor, e.action, e.target,
-                      json.dumps(e.before), json.dumps(e.after), e.reason or "")  # fmt: skip
+        table.add_row(
+            str(e.seq),
+            e.ts.isoformat(timespec="seconds"),
+            e.actor,
+            e.action,
+            e.target,
+            json.dumps(e.before),
+            json.dumps(e.after),
+            e.reason or "",
+        )
     console.print(table)
 
 

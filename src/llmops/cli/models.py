@@ -128,8 +128,11 @@ def show_lineage(
 
 def _print_dataset(node: DatasetNode, depth: int) -> None:
     role = f" [{node.role}]" if node.role else ""
-    console.print(f"{'  ' * depth}dataset: {node.name}@{node.version}{role} {node.num_rows} rows "
-                  f"digest {node.digest[:12]}", markup=False)  # fmt: skip
+    console.print(
+        f"{'  ' * depth}dataset: {node.name}@{node.version}{role} {node.num_rows} rows "
+        f"digest {node.digest[:12]}",
+        markup=False,
+    )
     for parent in node.parents:
         _print_dataset(parent, depth + 1)
 

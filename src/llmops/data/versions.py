@@ -112,10 +112,17 @@ class DatasetStore:
                 or 0
             ) + 1
             row = DatasetVersion(
-                dataset_id=dataset.id, version=number, digest=digest, schema_kind=schema_kind,
-                num_rows=len(rows), num_tokens=num_tokens, transform=transform, stats=stats,
-                source=source, created_by=self.actor,
-            )  # fmt: skip
+                dataset_id=dataset.id,
+                version=number,
+                digest=digest,
+                schema_kind=schema_kind,
+                num_rows=len(rows),
+                num_tokens=num_tokens,
+                transform=transform,
+                stats=stats,
+                source=source,
+                created_by=self.actor,
+            )
             session.add(row)
             session.flush()
             for parent in parent_rows:
@@ -213,6 +220,17 @@ class DatasetStore:
         )
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return DatasetVersionInfo(
-            row.id, name, row.version, row.digest, row.schema_kind, row.num_rows, row.num_tokens,
-            row.transform, row.stats, row.source, row.created_by, created, parents,
-        )  # fmt: skip
+            row.id,
+            name,
+            row.version,
+            row.digest,
+            row.schema_kind,
+            row.num_rows,
+            row.num_tokens,
+            row.transform,
+            row.stats,
+            row.source,
+            row.created_by,
+            created,
+            parents,
+        )

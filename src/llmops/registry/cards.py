@@ -36,8 +36,9 @@ def render_card(registry: Registry, ref: str) -> str:
     if info.run is None:
         lines.append("No training run was linked to this version.")
     else:
-        lines.append(f"Run `{info.run.id}` ({info.run.name}) in experiment `{info.run.experiment}`: "
-                     f"{info.run.status}.")  # fmt: skip
+        lines.append(
+            f"Run `{info.run.id}` ({info.run.name}) in experiment `{info.run.experiment}`: {info.run.status}."
+        )
         if info.run.params:
             lines += ["", "| parameter | value |", "|---|---|"]
             lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(info.run.params.items())]
@@ -63,8 +64,10 @@ def _dataset_lines(nodes: tuple[DatasetNode, ...], indent: int = 0) -> list[str]
             if node.transform and node.transform.get("name")
             else ""
         )
-        out.append(f"{'  ' * indent}- `{node.name}@{node.version}`{role}: {node.num_rows} rows, "
-                   f"digest `{node.digest[:12]}`{step}")  # fmt: skip
+        out.append(
+            f"{'  ' * indent}- `{node.name}@{node.version}`{role}: {node.num_rows} rows, "
+            f"digest `{node.digest[:12]}`{step}"
+        )
         out += _dataset_lines(node.parents, indent + 1)
     return out
 

@@ -86,10 +86,17 @@ class Registry:
                 or 0
             ) + 1
             row = ModelVersion(
-                model_id=model.id, version=number, digest=digest, format=info.format,
-                base_version_id=base_id, source_run_id=source_run_id, metrics=metrics or {},
-                tags=tags or {}, description=description, creator=self.actor,
-            )  # fmt: skip
+                model_id=model.id,
+                version=number,
+                digest=digest,
+                format=info.format,
+                base_version_id=base_id,
+                source_run_id=source_run_id,
+                metrics=metrics or {},
+                tags=tags or {},
+                description=description,
+                creator=self.actor,
+            )
             session.add(row)
             session.flush()
             for dataset_version_id, role in datasets:
@@ -99,8 +106,14 @@ class Registry:
                     )
                 )
             after = {"version": number, "digest": digest, "format": info.format, "base": base}
-            audit.append(session, actor=self.actor, action="model.register", target=f"model:{name}",
-                         reason=reason, after=after)  # fmt: skip
+            audit.append(
+                session,
+                actor=self.actor,
+                action="model.register",
+                target=f"model:{name}",
+                reason=reason,
+                after=after,
+            )
             return self._info(session, row)
 
     def set_alias(self, name: str, alias: str, version: int, reason: str | None = None) -> AliasMove:
@@ -114,8 +127,15 @@ class Registry:
                 session.add(ModelAlias(model_id=model.id, alias=alias, version_id=target.id))
             else:
                 current.version_id = target.id
-            audit.append(session, actor=self.actor, action="model.alias.set", target=f"model:{name}@{alias}",
-                         reason=reason, before={"version": before}, after={"version": version})  # fmt: skip
+            audit.append(
+                session,
+                actor=self.actor,
+                action="model.alias.set",
+                target=f"model:{name}@{alias}",
+                reason=reason,
+                before={"version": before},
+                after={"version": version},
+            )
             return AliasMove(name, alias, before, version)
 
     def delete_alias(self, name: str, alias: str, reason: str | None = None) -> AliasMove:
@@ -157,9 +177,11 @@ class Registry:
         with self.store.read() as session:
             out = []
             for model in session.execute(select(RegisteredModel).order_by(RegisteredModel.name)).scalars():
-                numbers = session.execute(
-                    select(ModelVersion.version).where(ModelVersion.model_id == model.id)
-                ).scalars().all()  # fmt: skip
+                numbers = (
+                    session.execute(select(ModelVersion.version).where(ModelVersion.model_id == model.id))
+                    .scalars()
+                    .all()
+                )
                 out.append(
                     ModelSummary(
                         model.name,
@@ -249,11 +271,20 @@ class Registry:
         )
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return ModelVersionInfo(
-            name=model.name, version=row.version, digest=row.digest, format=row.format, base=base,
-            source_run_id=row.source_run_id, metrics=dict(row.metrics or {}), tags=dict(row.tags or {}),
-            description=row.description, creator=row.creator, created_at=created, aliases=aliases,
+            name=model.name,
+            version=row.version,
+            digest=row.digest,
+            format=row.format,
+            base=base,
+            source_run_id=row.source_run_id,
+            metrics=dict(row.metrics or {}),
+            tags=dict(row.tags or {}),
+            description=row.description,
+            creator=row.creator,
+            created_at=created,
+            aliases=aliases,
             datasets=_datasets_of_version(session, row.id),
-        )  # fmt: skip
+        )
 
 
 def _version_number(session: Session, version_id: int) -> int | None:

@@ -124,13 +124,27 @@ def append(
 def _record(row: AuditEvent) -> AuditRecord:
     ts = row.ts if row.ts.tzinfo else row.ts.replace(tzinfo=UTC)
     return AuditRecord(
-        row.seq, ts, row.actor, row.action, row.target, row.reason, row.before, row.after,
-        row.prev_hash, row.hash,
-    )  # fmt: skip
+        row.seq,
+        ts,
+        row.actor,
+        row.action,
+        row.target,
+        row.reason,
+        row.before,
+        row.after,
+        row.prev_hash,
+        row.hash,
+    )
 
 
-def iter_events(session: Session, *, target: str | None = None, action: str | None = None,
-                since_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:  # fmt: skip
+def iter_events(
+    session: Session,
+    *,
+    target: str | None = None,
+    action: str | None = None,
+    since_seq: int = 0,
+    limit: int | None = None,
+) -> Iterator[AuditRecord]:
     query = select(AuditEvent).where(AuditEvent.seq > since_seq).order_by(AuditEvent.seq)
     if target is not None:
         query = query.where(AuditEvent.target == target)
@@ -153,9 +167,16 @@ def verify(session: Session) -> ChainReport:
         if row.prev_hash != prev:
             problems.append(f"event {row.seq} does not follow the event before it (deleted or reordered)")
         recomputed = event_hash(
-            row.prev_hash, row.seq, row.ts, row.actor, row.action, row.target,
-            row.reason, row.before, row.after,
-        )  # fmt: skip
+            row.prev_hash,
+            row.seq,
+            row.ts,
+            row.actor,
+            row.action,
+            row.target,
+            row.reason,
+            row.before,
+            row.after,
+        )
         if recomputed != row.hash:
             problems.append(f"event {row.seq} was edited: its contents no longer match its hash")
         prev, expected_seq = row.hash, row.seq + 1
@@ -163,6 +184,8 @@ def verify(session: Session) -> ChainReport:
     if head is None:
         problems.append("the audit head row is missing")
     elif head.seq != expected_seq - 1 or head.hash != prev:
-        problems.append(f"the chain ends at event {expected_seq - 1} but the head records event {head.seq} "
-                        "(events at the end were deleted)")  # fmt: skip
+        problems.append(
+            f"the chain ends at event {expected_seq - 1} but the head records event {head.seq} "
+            "(events at the end were deleted)"
+        )
     return ChainReport(events=count, problems=problems)
