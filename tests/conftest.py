@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.factories import make_tiny_model
 
 from llmops.settings import Settings, reset_settings
 from llmops.store.home import Home, close_homes, open_home
@@ -67,25 +68,6 @@ def home(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture
 def sqlite_home(tmp_path: Path) -> Home:
     return open_home(Settings(home=tmp_path / "home"))
-
-
-def make_tiny_model(path: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama with random weights, saved as safetensors (no hub, no tokenizer needed)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
-    return path
 
 
 @pytest.fixture(scope="session")

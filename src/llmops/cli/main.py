@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from llmops.cli import audit, db, models, runs
+from llmops.cli import audit, db, evals, models, runs
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError
 from llmops.settings import Settings
@@ -27,6 +27,7 @@ app.command("init")(db.init)
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
+app.add_typer(evals.app, name="eval")
 
 
 @app.callback()

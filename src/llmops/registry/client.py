@@ -163,6 +163,23 @@ class Registry:
             row.metrics = {**(row.metrics or {}), **metrics}
             return self._info(session, row)
 
+    def merge_tags(self, ref: str, tags: dict[str, Any], reason: str | None = None) -> ModelVersionInfo:
+        """Merge ``tags`` (for example gate results) into a version's tags, audited."""
+        with self.store.transaction() as session:
+            row = self._resolve(session, parse_ref(ref))
+            before = dict(row.tags or {})
+            row.tags = {**before, **tags}
+            info = self._info(session, row)
+            audit.append(
+                session,
+                actor=self.actor,
+                action="model.tags.merge",
+                target=f"model:{info.ref}",
+                reason=reason,
+                after={"keys": sorted(tags)},
+            )
+            return info
+
     # ---- reads ----
     def get(self, ref: str | ModelRef) -> ModelVersionInfo:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref

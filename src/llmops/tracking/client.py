@@ -109,6 +109,20 @@ class Tracker:
                 query = query.join(Experiment).where(Experiment.name == experiment)
             return [self._info(session, row, full=False) for row in session.execute(query).scalars()]
 
+    def find_runs(
+        self, experiment: str, tags: dict[str, str], status: str | None = "FINISHED"
+    ) -> list[RunInfo]:
+        """Runs of ``experiment`` carrying every tag in ``tags``, newest first."""
+        with self.store.read() as session:
+            query = select(Run).join(Experiment).where(Experiment.name == experiment)
+            for key, value in tags.items():
+                tagged = select(RunTag.run_id).where(RunTag.key == key, RunTag.value == value)
+                query = query.where(Run.id.in_(tagged))
+            if status is not None:
+                query = query.where(Run.status == status)
+            rows = session.execute(query.order_by(Run.started_at.desc())).scalars()
+            return [self._info(session, row, full=True) for row in rows]
+
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         with self.store.read() as session:
             rows = session.execute(

@@ -1,0 +1,133 @@
+"""Batched generation for evaluation runs, behind one small interface.
+
+``Generator.generate`` takes prompts (text or chat messages) and returns one ``Generation`` each.
+``TransformersGenerator`` runs a local model directory with left-padded batches through
+transformers' ``generate``; prompts are encoded as the trainer encodes them (bos + prompt tokens,
+or the tokenizer's chat template), so a model is evaluated on the format it was trained on.
+Batched timing is per batch: TTFT is the batch's prefill time and tokens/s the example's tokens
+over the batch's wall time, which is what a batch engine delivers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from llmops.evals.metric_base import ChatMessage
+from llmops.evals.suite import GenerationParams
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    messages: tuple[ChatMessage, ...] | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    output_tokens: int
+    ttft_s: float
+    tokens_per_s: float
+    reference_token_logprobs: tuple[float, ...] | None = None
+
+
+class Generator(Protocol):
+    def generate(
+        self, prompts: Sequence[Prompt], params: GenerationParams, *, score_reference: bool = False
+    ) -> list[Generation]: ...
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> list[int]:
+    if prompt.messages is not None:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in prompt.messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        return list(tokenizer(str(rendered), add_special_tokens=False)["input_ids"])
+    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+    return bos + list(tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cuts = [text.index(s) for s in stops if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+class TransformersGenerator:
+    """Generate with a local Hugging Face model directory (safetensors, no hub access)."""
+
+    def __init__(self, model_dir: Path, *, batch_size: int = 32, threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+        self.batch_size = batch_size
+        self.pad_id = int(
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: GenerationParams, *, score_reference: bool = False
+    ) -> list[Generation]:
+        out: list[Generation] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            out.extend(self._batch(chunk, params, score_reference))
+        return out
+
+    def _left_pad(self, encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in encoded)
+        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)  # [batch, width]
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            mask[row, width - len(tokens) :] = 1
+        return ids, mask
+
+    @torch.inference_mode()
+    def _batch(self, chunk: Sequence[Prompt], params: GenerationParams, score: bool) -> list[Generation]:
+        encoded = [encode_prompt(self.tokenizer, p) for p in chunk]
+        ids, mask = self._left_pad(encoded)
+        started = time.perf_counter()
+        self.model(input_ids=ids, attention_mask=mask)  # prefill alone, to time the first token
+        ttft = time.perf_counter() - started
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else {}
+        output = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=params.max_tokens,
+            pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id, do_sample=False, **sampling,
+        )  # fmt: skip
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        results = []
+        for row, prompt in enumerate(chunk):
+            new = output[row, ids.shape[1] :].tolist()
+            if self.tokenizer.eos_token_id in new:
+                new = new[: new.index(self.tokenizer.eos_token_id)]
+            new = [t for t in new if t != self.pad_id]
+            text = cut_at_stop(str(self.tokenizer.decode(new, skip_special_tokens=True)), params.stop)
+            logprobs = self._reference_logprobs(encoded[row], prompt.reference) if score else None
+            results.append(Generation(text, len(new), ttft, len(new) / elapsed, logprobs))
+        return results
+
+    def _reference_logprobs(self, prompt_ids: list[int], reference: str | None) -> tuple[float, ...] | None:
+        """Log-probabilities of the reference's tokens (and eos) given the prompt: teacher forcing."""
+        if reference is None or self.tokenizer.eos_token_id is None:
+            return None
+        target = list(self.tokenizer(reference, add_special_tokens=False)["input_ids"])
+        target.append(int(self.tokenizer.eos_token_id))
+        ids = torch.tensor([prompt_ids + target])  # [1, prompt + target]
+        logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]  # [target, vocab]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return tuple(float(logprobs[i, t]) for i, t in enumerate(target))

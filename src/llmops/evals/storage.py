@@ -1,0 +1,52 @@
+"""JSON round-trips of evaluation results, so runs are stored as artifacts and read back exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from llmops.evals.gates import GateReport
+from llmops.evals.results import ExampleOutcome, JudgeTrace, MetricResult, RunResults
+
+
+def results_to_json(results: RunResults) -> bytes:
+    return json.dumps(asdict(results), sort_keys=True, ensure_ascii=False).encode()
+
+
+def _metric_result(body: dict[str, Any]) -> MetricResult:
+    judge = JudgeTrace(**body["judge"]) if body.get("judge") else None
+    return MetricResult(body["value"], body.get("error"), tuple(body.get("stats", ())), judge)
+
+
+def results_from_json(data: bytes) -> RunResults:
+    body = json.loads(data)
+    outcomes = tuple(
+        ExampleOutcome(
+            example_id=o["example_id"],
+            prompt=o["prompt"],
+            prediction=o["prediction"],
+            reference=o["reference"],
+            scores={k: _metric_result(v) for k, v in o["scores"].items()},
+        )
+        for o in body["outcomes"]
+    )
+    return RunResults(suite=body["suite"], model=body["model"], outcomes=outcomes)
+
+
+def gates_to_json(report: GateReport) -> dict[str, Any]:
+    return {
+        "passed": report.passed,
+        "gates": [
+            {
+                "name": g.name,
+                "metric": g.metric,
+                "passed": g.passed,
+                "reason": g.reason,
+                "observed": g.observed,
+                "threshold": g.threshold,
+                "baseline": g.baseline,
+            }
+            for g in report.results
+        ],
+    }
