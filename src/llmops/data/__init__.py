@@ -3,7 +3,7 @@ synthetic tasks.
 
 Modules, one concern each: ``schemas`` (text | prompt_completion | chat rows), ``readers`` (JSONL,
 CSV, Parquet in and out), ``cleaning`` (normalise, length filter, exact and near dedup, PII scrub),
-``split`` (deterministic train/validation/test), ``versions`` (content-addressed dataset versions),
+``split`` (deterministic train/validation/test), ``versions`` and ``store`` (dataset versions),
 ``synth`` (generated tasks with exactly checkable answers, over named domains).
 
 Imports only ``llmops.errors``, ``llmops.settings``, ``llmops.store`` and sibling domain packages
