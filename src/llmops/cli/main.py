@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from llmops.cli import audit, data, db, evals, models, runs
+from llmops.cli import audit, data, db, evals, models, runs, train
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError
 from llmops.settings import Settings
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.command("init")(db.init)
 app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -1,0 +1,38 @@
+"""`llmops train run`: train from a recipe, track the run and register the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from llmops.cli.context import console, home_of
+
+app = typer.Typer(help="Training: tokenizers, pretraining, fine-tuning, LoRA.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    recipe: Path = typer.Argument(..., exists=True, dir_okay=False, help="Recipe YAML file."),
+    name: str | None = typer.Option(
+        None, "--name", help="Registered model name (default: the recipe's name)."
+    ),
+    output: Path | None = typer.Option(None, help="Run folder (default: HOME/training/NAME)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest checkpoint in the run folder."
+    ),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun, DDP)."),
+    threads: int | None = typer.Option(None, min=1, help="torch threads per process."),
+) -> None:
+    """Train RECIPE; on success register the model (or adapter) with its lineage."""
+    from llmops.train.tracked import run_recipe
+
+    trained = run_recipe(
+        home_of(ctx), recipe, output_dir=output, model_name=name, resume=resume, nproc=nproc, threads=threads
+    )
+    result = trained.result
+    losses = f"loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}"
+    best = f", best validation loss {result.best_val_loss:.3f}" if result.best_val_loss is not None else ""
+    console.print(f"trained {result.final_step} steps: {losses}{best}, {result.tokens_per_s:,.0f} tokens/s")
+    console.print(f"registered {trained.version.ref} ({trained.version.format}) from run {trained.run_id}")

@@ -1,0 +1,159 @@
+"""A training run on the platform: references resolved, progress tracked, the result registered.
+
+The rest of the train package works on local files only. This module is its one connection to the
+store: it resolves the recipe's dataset references to dataset versions (exported as JSONL), its
+base model and tokenizer references to verified registry directories, records the run in tracking
+(parameters, per-step metrics, checkpoints), and on success registers the model or adapter with
+its lineage (dataset versions, base version, run, recipe digest). A failed run registers nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmops.data.readers import write_jsonl
+from llmops.data.versions import DatasetStore, DatasetVersionInfo
+from llmops.errors import InvalidInput
+from llmops.registry import ModelVersionInfo, Registry
+from llmops.store.home import Home
+from llmops.tracking import ActiveRun, Tracker
+from llmops.train import TrainingResult, TrainInputs, load_recipe, train
+from llmops.train.recipe import BaseModelSpec, Recipe
+
+EXPERIMENT = "train"
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    run_id: str
+    result: TrainingResult
+    version: ModelVersionInfo
+
+
+class TrackingObserver:
+    """Sends the loop's events to a tracking run."""
+
+    def __init__(self, run: ActiveRun) -> None:
+        self.run = run
+
+    def on_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.run.log_metrics(dict(metrics), step=step)
+
+    def on_eval(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.run.log_metrics(
+            {f"val_{k}" if not k.startswith("val") else k: v for k, v in metrics.items()}, step
+        )
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.run.set_tags({"last_checkpoint_step": str(step)})
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _export(store: DatasetStore, ref: str, folder: Path) -> DatasetVersionInfo:
+    info = store.get(ref)
+    write_jsonl(store.rows(info), folder / f"{info.name}-{info.version}.jsonl")
+    return info
+
+
+def _inputs(home: Home, recipe: Recipe, work: Path) -> tuple[TrainInputs, list[tuple[int, str]], str | None]:
+    """Resolve references before any training step, so a missing dataset or model fails first."""
+    datasets = DatasetStore.from_home(home)
+    registry = Registry.from_home(home)
+    work.mkdir(parents=True, exist_ok=True)
+    train_info = _export(datasets, recipe.data.train, work)
+    links = [(train_info.id, "train")]
+    validation_path = None
+    if recipe.data.validation:
+        val_info = _export(datasets, recipe.data.validation, work)
+        links.append((val_info.id, "validation"))
+        validation_path = work / f"{val_info.name}-{val_info.version}.jsonl"
+    base_ref = None
+    base_dir = None
+    if isinstance(recipe.model, BaseModelSpec):
+        base = registry.get(recipe.model.base)
+        if base.format != "hf-causal-lm":
+            raise InvalidInput(f"{base.ref} is an adapter; tune from a full model", param="model.base")
+        base_ref, base_dir = base.ref, registry.local_path(base.ref)
+    tokenizer_dir = registry.local_path(recipe.tokenizer.ref) if recipe.tokenizer.ref else None
+    inputs = TrainInputs(
+        train_path=work / f"{train_info.name}-{train_info.version}.jsonl",
+        validation_path=validation_path,
+        base_model_dir=base_dir,
+        tokenizer_dir=tokenizer_dir,
+    )
+    return inputs, links, base_ref
+
+
+def run_recipe(
+    home: Home,
+    recipe_path: Path,
+    *,
+    output_dir: Path | None = None,
+    model_name: str | None = None,
+    resume: bool = False,
+    nproc: int = 1,
+    threads: int | None = None,
+    show_progress: bool | None = None,
+) -> TrainedVersion:
+    recipe = load_recipe(recipe_path)
+    name = model_name or recipe.name
+    if not name:
+        raise InvalidInput("give the model a name: set `name:` in the recipe or pass --name", param="name")
+    output = output_dir or home.settings.resolved_home() / "training" / name
+    if output.exists() and any(output.iterdir()) and not resume:
+        raise InvalidInput(
+            f"{output} already holds a training run: pass --resume to continue it, or --output for a new one",
+            param="output",
+        )
+    inputs, links, base_ref = _inputs(home, recipe, output.parent / f".{output.name}-data")
+    recipe_digest = hashlib.sha256(Path(recipe_path).read_bytes()).hexdigest()
+    params = _flatten("", json.loads(recipe.model_dump_json()), {})
+    tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind}
+    tracker = Tracker.from_home(home)
+    with tracker.start_run(EXPERIMENT, name, params=params, tags=tags) as run:
+        result = train(
+            recipe,
+            inputs,
+            output,
+            observer=TrackingObserver(run),
+            resume=resume,
+            nproc=nproc,
+            num_threads=threads,
+            show_progress=show_progress,
+        )
+        run.log_metrics(
+            {"final_train_loss": result.final_train_loss, "tokens_per_s": result.tokens_per_s},
+            step=result.final_step,
+        )
+    metrics = {
+        "initial_train_loss": result.initial_train_loss,
+        "final_train_loss": result.final_train_loss,
+        "best_val_loss": result.best_val_loss,
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
+    }
+    version = Registry.from_home(home).register(
+        result.model_dir,
+        name,
+        base=base_ref,
+        source_run_id=run.id,
+        datasets=links,
+        metrics={k: v for k, v in metrics.items() if v is not None},
+        tags={"recipe_digest": recipe_digest, "kind": recipe.kind},
+        description=f"{recipe.kind} from recipe {Path(recipe_path).name}",
+        reason=f"training run {run.id}",
+    )
+    return TrainedVersion(run.id, result, version)
