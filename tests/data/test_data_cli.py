@@ -55,3 +55,20 @@ def test_bad_requests_are_clear(cli) -> None:  # type: ignore[no-untyped-def]
     cli("data", "synth", "arithmetic", "--name", "a", "--n", "20")
     wrong = cli("data", "transform", "a", "shuffle")
     assert wrong.code == 2 and "dedup-exact" in wrong.err
+
+
+def test_scrub_pii_step_redacts_and_records_findings(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "support.jsonl"
+    rows = [
+        {"prompt": "My email is jane.doe@example.com, where is my order?", "completion": "On its way."},
+        {"prompt": "Card 4111 1111 1111 1111 was charged twice", "completion": "Refund started."},
+        {"prompt": "Order 12345 is late", "completion": "Sorry."},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("data", "ingest", src, "--name", "support").code == 0
+    scrubbed = cli("data", "transform", "support", "scrub-pii", "--name", "support-clean")
+    assert scrubbed.code == 0, scrubbed.err
+    text = json.dumps(DatasetStore.from_home(open_home()).rows("support-clean"))
+    assert "jane.doe@example.com" not in text and "4111 1111 1111 1111" not in text
+    assert "Order 12345" in text, "order numbers are not personal data"
+    assert '"findings": 2' in scrubbed.out

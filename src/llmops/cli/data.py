@@ -78,7 +78,12 @@ def transform(
         params["min_tokens"] = min_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    info, report = operations.transform(_store(ctx), ref, step, name, params=params)
+    detector = None
+    if step == "scrub-pii":
+        from llmops.security.redaction import ScrubRedactor
+
+        detector = ScrubRedactor()
+    info, report = operations.transform(_store(ctx), ref, step, name, params=params, detector=detector)
     _done(info)
     console.print(json.dumps(report.to_dict()), markup=False)
 
