@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(
         default=30.0, description="How long a SQLite writer waits for a lock before failing."
     )
+    trust_remote_code_allow: list[str] = Field(
+        default_factory=list,
+        description="Model names or digests whose Python code in the model directory may run (auto_map).",
+    )
     actor: str = Field(
         default_factory=lambda: os.environ.get("USER") or "unknown",
         description="Who is acting, recorded in audit events from the CLI and the Python API.",

@@ -114,3 +114,51 @@ def test_concurrent_alias_moves_are_serialised_and_all_audited(
     for prev, cur in itertools.pairwise(events):
         assert cur.before == prev.after
     assert registry.get("m@production").version == events[-1].after["version"]  # type: ignore[index]
+
+
+def test_malformed_safetensors_is_refused_with_small_memory(
+    sqlite_home: Home, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    bad = shutil.copytree(tiny_model_dir, tmp_path / "bad")
+    weights = bad / "model.safetensors"
+    weights.chmod(0o644)
+    data = bytearray(weights.read_bytes())
+    data[:8] = (2**60).to_bytes(8, "little")  # a header length no file can have
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput, match="header"):
+        Registry.from_home(sqlite_home).register(bad, "m")
+    assert Registry.from_home(sqlite_home).list_models() == []
+
+
+def test_pickle_payload_is_refused_and_never_runs(
+    sqlite_home: Home, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(marker),))  # type: ignore[return-value]
+
+    bad = shutil.copytree(tiny_model_dir, tmp_path / "bad")
+    (bad / "extra.safetensors").write_bytes(pickle.dumps(Payload()))  # a pickle wearing a safe name
+    with pytest.raises(InvalidInput):
+        Registry.from_home(sqlite_home).register(bad, "m")
+    assert not marker.exists()
+
+
+def test_remote_code_needs_the_allow_list(sqlite_home: Home, tiny_model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from llmops.errors import Forbidden
+
+    remote = shutil.copytree(tiny_model_dir, tmp_path / "remote")
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (remote / "config.json").write_text(json.dumps(config))
+    (remote / "modeling_evil.py").write_text("import os\nos.system('touch /tmp/evil')\n")
+    with pytest.raises(Forbidden, match="remote"):
+        Registry.from_home(sqlite_home).register(remote, "evil")
+    allowed = Registry(sqlite_home.store, sqlite_home.artifacts, "tester", frozenset({"evil"}))
+    assert allowed.register(remote, "evil").version == 1

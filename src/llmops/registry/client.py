@@ -37,14 +37,22 @@ from llmops.store.schema import (
 
 
 class Registry:
-    def __init__(self, store: Store, artifacts: ArtifactStore, actor: str = "unknown") -> None:
+    def __init__(
+        self,
+        store: Store,
+        artifacts: ArtifactStore,
+        actor: str = "unknown",
+        remote_code_allow: frozenset[str] = frozenset(),
+    ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.actor = actor
+        self.remote_code_allow = remote_code_allow
 
     @classmethod
     def from_home(cls, home: Home) -> Registry:
-        return cls(home.store, home.artifacts, home.actor)
+        allow = frozenset(home.settings.trust_remote_code_allow)
+        return cls(home.store, home.artifacts, home.actor, allow)
 
     # ---- writes ----
     def register(
@@ -66,7 +74,7 @@ class Registry:
         version this one was tuned from (required for a PEFT adapter).
         """
         check_name(name)
-        info = inspect_model_dir(Path(path))
+        info = inspect_model_dir(Path(path), remote_code_allow=self.remote_code_allow, ident=name)
         if info.format == "peft-adapter" and base is None:
             raise InvalidInput("a PEFT adapter needs its base model: pass --base NAME@VERSION", param="base")
         digest = self.artifacts.put_dir(info.path)

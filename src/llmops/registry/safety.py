@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from llmops.errors import InvalidInput
+from llmops.security.model_files import check_model_dir, check_trust_remote_code
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 ModelFormat = Literal["hf-causal-lm", "peft-adapter"]
@@ -25,8 +26,16 @@ class ModelDirInfo:
     weight_files: tuple[str, ...]
 
 
-def inspect_model_dir(path: Path) -> ModelDirInfo:
-    """Validate a model directory and say what it holds; raise ``InvalidInput`` naming the fix."""
+def inspect_model_dir(
+    path: Path, *, remote_code_allow: frozenset[str] = frozenset(), ident: str = ""
+) -> ModelDirInfo:
+    """Validate a model directory and say what it holds; raise ``InvalidInput`` naming the fix.
+
+    Besides the layout, every safetensors header is validated with bounded memory (an absurd
+    header length or out-of-bounds offsets is refused), pickle payloads are refused by content as
+    well as by name, and a config that needs remote code (``auto_map``) is refused (``Forbidden``)
+    unless ``ident`` is on ``remote_code_allow``.
+    """
     path = Path(path)
     if not path.exists():
         raise InvalidInput(f"model path does not exist: {path}", param="path")
@@ -54,6 +63,8 @@ def inspect_model_dir(path: Path) -> ModelDirInfo:
         )
     if not weights:
         raise InvalidInput(f"{path} holds no *.safetensors weights", param="path")
+    check_model_dir(path)
+    check_trust_remote_code(config, remote_code_allow, ident)
     return ModelDirInfo(path, kind, config, weights)
 
 
