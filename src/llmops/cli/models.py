@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from llmops.cli.context import console, home_of, print_json
+from llmops.cli.context import console, err_console, home_of, print_json
 from llmops.registry import Registry
 from llmops.registry.cards import render_card
 from llmops.registry.lineage import DatasetNode, lineage
@@ -135,6 +135,47 @@ def _print_dataset(node: DatasetNode, depth: int) -> None:
     )
     for parent in node.parents:
         _print_dataset(parent, depth + 1)
+
+
+@app.command("keygen")
+def keygen(
+    path: Path = typer.Argument(..., help="Where to write the private key (the .pub goes beside it)."),
+) -> None:
+    """Create an Ed25519 signing key pair for model versions."""
+    from llmops.security.signing import generate_key
+
+    console.print(f"wrote {path} (private, mode 0600) and {generate_key(path)} (public)")
+
+
+@app.command("sign")
+def sign(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM)."),
+) -> None:
+    """Sign a version's manifest digest (audited); deployments can require the signature."""
+    from llmops.registry.signatures import sign_version
+
+    version = sign_version(_registry(ctx), ref, key)
+    console.print(f"signed {version.ref} with key {version.tags['signature']['key_id']}")
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
+    public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key (PEM)."),
+) -> None:
+    """Check a version's signature and files; exit 1 if either does not hold."""
+    from llmops.errors import IntegrityError
+    from llmops.registry.signatures import verify_version
+
+    try:
+        version = verify_version(_registry(ctx), ref, public_key)
+    except IntegrityError as exc:
+        err_console.print(f"not verified: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
+    console.print(f"{version.ref}: signature and files verified")
 
 
 @app.command("card")
