@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,26 +119,29 @@ def run_recipe(
             f"{output} already holds a training run: pass --resume to continue it, or --output for a new one",
             param="output",
         )
-    inputs, links, base_ref = _inputs(home, recipe, output.parent / f".{output.name}-data")
-    recipe_digest = hashlib.sha256(Path(recipe_path).read_bytes()).hexdigest()
-    params = _flatten("", json.loads(recipe.model_dump_json()), {})
-    tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind}
-    tracker = Tracker.from_home(home)
-    with tracker.start_run(EXPERIMENT, name, params=params, tags=tags) as run:
-        result = train(
-            recipe,
-            inputs,
-            output,
-            observer=TrackingObserver(run),
-            resume=resume,
-            nproc=nproc,
-            num_threads=threads,
-            show_progress=show_progress,
-        )
-        run.log_metrics(
-            {"final_train_loss": result.final_train_loss, "tokens_per_s": result.tokens_per_s},
-            step=result.final_step,
-        )
+    # The exported rows live only as long as the run: erasing a person's data later must not
+    # find copies outside the artifact store.
+    with tempfile.TemporaryDirectory(prefix="llmops-train-") as work:
+        inputs, links, base_ref = _inputs(home, recipe, Path(work))
+        recipe_digest = hashlib.sha256(Path(recipe_path).read_bytes()).hexdigest()
+        params = _flatten("", json.loads(recipe.model_dump_json()), {})
+        tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind}
+        tracker = Tracker.from_home(home)
+        with tracker.start_run(EXPERIMENT, name, params=params, tags=tags) as run:
+            result = train(
+                recipe,
+                inputs,
+                output,
+                observer=TrackingObserver(run),
+                resume=resume,
+                nproc=nproc,
+                num_threads=threads,
+                show_progress=show_progress,
+            )
+            run.log_metrics(
+                {"final_train_loss": result.final_train_loss, "tokens_per_s": result.tokens_per_s},
+                step=result.final_step,
+            )
     metrics = {
         "initial_train_loss": result.initial_train_loss,
         "final_train_loss": result.final_train_loss,
