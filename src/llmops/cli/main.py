@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from llmops.cli import audit, data, db, evals, models, runs, train
+from llmops.cli import audit, data, db, evals, keys, models, replica, runs, serve_gateway, train
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError
 from llmops.settings import Settings
@@ -29,6 +29,9 @@ app.add_typer(train.app, name="train")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
+app.command("serve")(serve_gateway.serve)
+app.command("replica")(replica.replica)
 app.add_typer(evals.app, name="eval")
 
 

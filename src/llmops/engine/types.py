@@ -98,6 +98,7 @@ class EngineStats:
     steps: int = 0
     prompt_tokens_total: int = 0
     generation_tokens_total: int = 0
+    preemptions_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,60 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key of the gateway: only its HMAC-SHA256 under the server secret is stored, never the key."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[Any]] = mapped_column(JSON)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(BigInteger)
+    budget_usd: Mapped[float | None] = mapped_column(Float)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GatewayRequest(Base):
+    """One request through the gateway (the request log); written in batches by a background writer."""
+
+    __tablename__ = "gateway_requests"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    user: Mapped[str | None] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(40))
+    deployment: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(300))
+    arm: Mapped[str | None] = mapped_column(String(100))
+    replica: Mapped[str | None] = mapped_column(String(300))
+    shadow_of: Mapped[str | None] = mapped_column(String(64))
+    stream: Mapped[bool]
+    prompt: Mapped[str | None] = mapped_column(Text)
+    completion: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    cache_hit: Mapped[bool]
+    error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_gateway_requests_key_ts", "key_id", "ts"),)
+
+
+class GatewayDeployment(Base):
+    """A deployment of the gateway changed through the admin API (overrides the config file's)."""
+
+    __tablename__ = "gateway_deployments"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

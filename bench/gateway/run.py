@@ -1,0 +1,295 @@
+"""Gateway benchmark: added latency and throughput over direct calls, streaming time to first
+chunk, and request-log ingest into SQLite and PostgreSQL.
+
+    .venv/bin/python bench/gateway/run.py [--requests 2000] [--postgres URL]
+
+The mock replica (tests/gateway/mock_upstream.py) and the gateway each run in their own process
+under uvicorn (uvloop, httptools); the gateway has authentication, rate limits (memory), a budget
+and request logging (SQLite, relaxed mode) on. Results are printed as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import Result, run_load  # noqa: E402
+
+MOCK = ROOT / "tests" / "gateway" / "mock_upstream.py"
+REDIS_PREFIX = f"bench:{uuid.uuid4().hex[:8]}:"
+CHAT = {"model": "bench", "messages": [{"role": "user", "content": "hello " * 20}], "max_tokens": 16}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start_mock() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, str(MOCK), "--name", "m"], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    url = f"http://127.0.0.1:{int(process.stdout.readline())}"
+    wait_up(url + "/healthz")
+    return process, url
+
+
+def start_gateway(
+    home: Path, upstream: str, client: str, redis_url: str | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """The gateway in its own process; returns it, its URL and a consumer key."""
+    from llmops.security.keys import KeySpec, KeyStore
+    from llmops.settings import Settings
+    from llmops.store.home import open_home
+
+    settings = Settings(home=home)
+    key = (
+        KeyStore.from_home(open_home(settings))
+        .create(KeySpec(name="bench", rpm=10_000_000, tpm=10_000_000_000, budget_usd=1e9))
+        .key
+    )
+    config = {
+        "allow_loopback_upstreams": True,
+        "upstream_client": client,
+        **(
+            {
+                "redis_url": redis_url,
+                "redis_prefix": f"bench:{uuid.uuid4().hex[:8]}:",
+                "limits": {"backend": "redis"},
+            }
+            if redis_url
+            else {}
+        ),
+        "deployments": [
+            {"name": "bench", "upstreams": [{"url": upstream}], "price": {"usd_per_engine_second": 0.001}}
+        ],
+    }
+    port = free_port()
+    code = (
+        "import json,sys,uvicorn;from llmops.gateway.app import create_app;"
+        "from llmops.gateway.config import GatewayConfig;from llmops.settings import Settings;"
+        "from llmops.store.home import open_home;"
+        f"app=create_app(GatewayConfig.model_validate(json.loads({json.dumps(json.dumps(config))})),"
+        f"open_home(Settings(home={str(home)!r})));"
+        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',loop='uvloop',http='httptools')"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url + "/healthz")
+    return process, url, key
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarise(result: Result, *, first: bool = False) -> tuple[float, float, float]:
+    ok = [s for s in result.samples if s.status == 200]
+    assert len(ok) == len(result.samples), f"{len(result.samples) - len(ok)} requests failed"
+    values = [s.first_chunk if first else s.latency for s in ok]
+    return statistics.median(values) * 1000, percentile(values, 0.99) * 1000, len(ok) / result.wall
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+
+
+async def _measure(target: Target, payload: dict[str, object], clients: int, n: int, first: bool) -> str:
+    await run_load(
+        target.url, "/v1/chat/completions", payload, target.headers, clients, min(n, 200)
+    )  # warm-up
+    p50, p99, rps = summarise(
+        await run_load(target.url, "/v1/chat/completions", payload, target.headers, clients, n), first=first
+    )
+    return f"{p50:.2f} | {p99:.2f} | {rps:.0f}"
+
+
+async def latency_table(targets: list[Target], requests: int) -> list[str]:
+    """p50 ms | p99 ms | req/s of each target, non-streamed then time to first chunk of streams."""
+    rows: list[str] = []
+    for title, payload, levels, first in (
+        ("chat completion, whole answer", CHAT, (1, 16, 64), False),
+        ("streamed chat completion, time to first chunk", {**CHAT, "stream": True}, (1, 16), True),
+    ):
+        header = " | ".join(f"{t.name} p50 ms | {t.name} p99 ms | {t.name} req/s" for t in targets)
+        rows += ["", f"{title}:", "", f"| clients | {header} |", "|---:" * (1 + 3 * len(targets)) + "|"]
+        for clients in levels:
+            cells = [await _measure(t, payload, clients, requests, first) for t in targets]
+            rows.append(f"| {clients} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def start_litellm(venv: Path, upstream: str, work: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """LiteLLM's proxy (its own venv, see shared/PEERS.md): one model, a master key, no database."""
+    master = "sk-bench-master"
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
+        f"      api_base: {upstream}/v1\n      api_key: anything\n"
+        f"general_settings:\n  master_key: {master}\n"
+    )
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    command = [str(venv / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--num_workers", "1"],
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url + "/health/liveliness")
+    return process, url, master
+
+
+def ingest(url: str, rows: int, batch: int) -> float:
+    """Rows per second the request-log writer's batched insert reaches on this database."""
+    from llmops.gateway.config import RequestLogConfig
+    from llmops.gateway.request_log import RequestLogRecord, RequestLogWriter
+    from llmops.store.database import Store
+    from llmops.store.schema import utcnow
+
+    store = Store(url)
+    store.upgrade()
+    writer = RequestLogWriter(
+        store, Path(tempfile.mkdtemp()), RequestLogConfig(batch_size=batch, queue_max=rows + 1)
+    )
+    now = utcnow()
+    records = [
+        RequestLogRecord(
+            id=uuid.uuid4().hex,
+            ts=now + timedelta(microseconds=i),
+            endpoint="chat",
+            key_id="key_bench",
+            deployment="bench",
+            model_version="bench@1",
+            arm="primary",
+            replica="r1",
+            prompt="hello " * 20,
+            completion="tok " * 16,
+            prompt_tokens=40,
+            completion_tokens=16,
+            ttft_ms=3.2,
+            latency_ms=9.1,
+            cost_usd=0.0001,
+        )
+        for i in range(rows)
+    ]
+
+    async def write_all() -> float:
+        await writer.start()
+        start = time.perf_counter()
+        for record in records:
+            writer.submit(record)
+        await writer.close()
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(write_all())
+    store.dispose()
+    return rows / elapsed
+
+
+def postgres_schema(admin_url: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    return f"{admin_url}?options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def _http_tables_sync(args: argparse.Namespace, work: Path) -> list[str]:
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        mock, direct = start_mock()
+        processes.append(mock)
+        gateway, url, key = start_gateway(work / "home", direct, args.upstream_client, args.redis)
+        processes.append(gateway)
+        targets = [Target("direct", direct, {}), Target("gateway", url, {"Authorization": f"Bearer {key}"})]
+        if args.litellm:
+            litellm, litellm_url, master = start_litellm(args.litellm, direct, work)
+            processes.append(litellm)
+            targets.append(Target("litellm", litellm_url, {"Authorization": f"Bearer {master}"}))
+        return asyncio.run(latency_table(targets, args.requests))
+    finally:
+        if args.redis:
+            import redis
+
+            client = redis.Redis.from_url(args.redis)
+            for name in client.scan_iter(REDIS_PREFIX + "*"):
+                client.delete(name)
+        for process in reversed(processes):
+            process.terminate()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="Requests per concurrency level.")
+    parser.add_argument("--rows", type=int, default=100_000, help="Rows for the ingest benchmark.")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--upstream-client", default="aiohttp", choices=["aiohttp", "httpx"])
+    parser.add_argument("--redis", help="Redis URL: limits and budgets in Redis instead of memory.")
+    parser.add_argument("--litellm", type=Path, help="A venv with litellm[proxy] to measure side by side.")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    os.environ["LLMOPS_HOME"] = str(work / "home")
+    lines = [
+        f"gateway benchmark, {os.cpu_count()} CPUs, {args.requests} requests per level, "
+        f"upstream client {args.upstream_client}, limits {'redis' if args.redis else 'memory'}",
+        "",
+    ]
+    if not args.skip_http:
+        lines += _http_tables_sync(args, work)
+    lines += ["", "| request-log ingest | rows/s |", "|---|---:|"]
+    lines.append(f"| SQLite (WAL) | {ingest(f'sqlite:///{work}/ingest.db', args.rows, 1000):,.0f} |")
+    pg_url, schema = postgres_schema(args.postgres)
+    try:
+        lines.append(f"| PostgreSQL | {ingest(pg_url, args.rows, 1000):,.0f} |")
+    finally:
+        drop_schema(args.postgres, schema)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`llmops replica`: serve one model (registry reference or local directory) over the OpenAI API."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from llmops.cli.context import console, home_of
+from llmops.engine.config import EngineConfig
+from llmops.serve.config import ServeConfig
+from llmops.serve.error_responses import validation_error
+from llmops.serve.replica import run_replica
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def replica(
+    ctx: typer.Context,
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Registry reference (name, name@3, name@production) or a local model directory.",
+    ),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch threads of the engine (default: up to 8)."
+    ),
+    served_model_name: str | None = typer.Option(
+        None,
+        "--served-model-name",
+        help="Name clients use in `model` (default: the reference or directory name).",
+    ),
+    base: str | None = typer.Option(
+        None, "--base", help="Base model of a local PEFT adapter (reference or path)."
+    ),
+    adapter: list[str] = typer.Option(
+        [], "--adapter", help="Extra LoRA adapter to load, NAME=REF_OR_PATH (repeatable)."
+    ),
+    max_model_len: int | None = typer.Option(
+        None, "--max-model-len", help="Context length (default: the model's)."
+    ),
+    kv_cache_mb: int | None = typer.Option(
+        None, "--kv-cache-mb", help="Memory budget of the KV cache in MiB."
+    ),
+    max_num_seqs: int | None = typer.Option(None, "--max-num-seqs", help="Most sequences in one batch."),
+    max_n: int = typer.Option(8, "--max-n", help="Most choices (`n`) per request."),
+    max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", help="Largest request body."),
+    request_timeout: float | None = typer.Option(
+        None, "--request-timeout", help="Seconds a generation may run before it is aborted."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve MODEL over the OpenAI API (chat, completions, embeddings, models) with /metrics and probes."""
+    serve_config = _config(ServeConfig,
+        host=host, port=port, served_model_name=served_model_name, max_n=max_n, max_body_bytes=max_body_bytes,
+        request_timeout_s=request_timeout, log_level=log_level,
+    )  # fmt: skip
+    engine_options = {
+        "threads": threads, "max_model_len": max_model_len, "kv_cache_memory_mb": kv_cache_mb,
+        "max_num_seqs": max_num_seqs,
+    }  # fmt: skip
+    engine = _config(EngineConfig, **{k: v for k, v in engine_options.items() if v is not None})
+    console.print(f"serving {model} on http://{host}:{port}/v1")
+    run_replica(
+        model, serve_config, engine=engine, base=base, adapters=adapter, open_store=lambda: home_of(ctx)
+    )
+
+
+def _config(model: type[ConfigT], **values: Any) -> ConfigT:
+    """Build a config model; a bad option value is a one-line user error, not a traceback."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from exc

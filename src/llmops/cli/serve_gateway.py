@@ -1,0 +1,108 @@
+"""`llmops serve`: run the gateway from gateway.yaml, with flags for the common cases.
+
+With ``--workers N`` (N > 1) uvicorn starts N processes; each reads the resolved configuration
+from a file in the home that this command writes (limits and budgets should then use Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from llmops.cli.context import console, home_of, settings_of
+from llmops.errors import InvalidInput
+from llmops.gateway.config import GatewayConfig
+
+CONFIG_ENV = "LLMOPS_GATEWAY_CONFIG_FILE"
+
+
+def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
+    name, sep, urls = value.partition("=")
+    if not sep or not name or not urls:
+        raise InvalidInput(f"--deployment {value!r}: use NAME=URL[,URL...]", param="deployment")
+    return {"name": name, "upstreams": [{"url": u} for u in urls.split(",") if u], "price": price}
+
+
+def build_config(
+    config: Path | None,
+    deployments: list[str],
+    overrides: dict[str, Any],
+    price: dict[str, Any],
+) -> GatewayConfig:
+    """The config file (if any), plus deployments and settings given as flags."""
+    base = GatewayConfig.from_yaml(config) if config else GatewayConfig()
+    data = base.model_dump(mode="json")
+    data["deployments"] += [_deployment_flag(value, price) for value in deployments]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("redis_url"):
+        data["limits"]["backend"] = "redis"
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValueError as exc:
+        raise InvalidInput(f"gateway config is invalid: {exc}", param="config") from None
+
+
+def serve(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="gateway.yaml (see docs/gateway.md)."),
+    deployment: list[str] = typer.Option([], "--deployment", "-d", help="NAME=URL[,URL...] (repeatable)."),
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 4000)."),
+    workers: int | None = typer.Option(None, help="Worker processes."),
+    redis_url: str | None = typer.Option(None, help="Redis URL: shared limits and budgets across workers."),
+    allow_loopback: bool | None = typer.Option(
+        None, "--allow-loopback/--no-allow-loopback", help="Allow replicas on 127.0.0.1 (local replicas)."
+    ),
+    usd_per_engine_second: float | None = typer.Option(None, help="Price of --deployment models."),
+    free: bool = typer.Option(False, "--free", help="Serve --deployment models at no cost, on purpose."),
+) -> None:
+    """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging)."""
+    import uvicorn
+
+    price: dict[str, Any] = {"free": free, "usd_per_engine_second": usd_per_engine_second or 0.0}
+    overrides = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "redis_url": redis_url,
+        "allow_loopback_upstreams": allow_loopback,
+    }
+    resolved = build_config(config, deployment, overrides, price)
+    settings = settings_of(ctx)
+    home_of(ctx)  # create and migrate the embedded store before workers start
+    names = ", ".join(d.name for d in resolved.deployments) or "no deployments yet"
+    console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
+    if resolved.workers == 1:
+        uvicorn.run(_app(resolved, ctx), host=resolved.host, port=resolved.port, log_level="warning")
+        return
+    path = settings.resolved_home() / "gateway-config.json"
+    path.write_text(json.dumps(resolved.model_dump(mode="json")))
+    os.environ[CONFIG_ENV] = str(path)
+    os.environ["LLMOPS_HOME"] = str(settings.resolved_home())
+    uvicorn.run(
+        "llmops.cli.serve_gateway:worker_app",
+        factory=True,
+        host=resolved.host,
+        port=resolved.port,
+        workers=resolved.workers,
+        log_level="warning",
+    )
+
+
+def _app(config: GatewayConfig, ctx: typer.Context) -> Any:
+    from llmops.gateway.app import create_app
+
+    return create_app(config, home_of(ctx))
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn factory), from the file ``serve`` wrote."""
+    from llmops.gateway.app import create_app
+    from llmops.store.home import open_home
+
+    config = GatewayConfig.model_validate(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
+    return create_app(config, open_home())

@@ -1,0 +1,251 @@
+"""The admin API under ``/api/``: keys (admin), deployments, replicas and traffic splits (deployer),
+and reads of the state and the request log (developer).
+
+Changes take effect in this worker at once and are persisted with an audit event in one
+transaction (``gateway_deployments`` for deployments); other workers apply deployment changes
+within ``admin_sync_s`` (``overrides.py``) and key changes within their key-cache TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from llmops.errors import InvalidInput, NotFound
+from llmops.gateway.auth import Principal
+from llmops.gateway.deployments import Deployment, http_upstream_factory
+from llmops.gateway.overrides import deployment_spec
+from llmops.gateway.policy import RequireRole
+from llmops.gateway.routing import Replica
+from llmops.gateway.service import Gateway
+from llmops.security.keys import KeySpec
+from llmops.security.roles import Role, parse_role
+from llmops.store import audit
+from llmops.store.schema import GatewayDeployment, GatewayRequest, utcnow
+
+ADMIN = Depends(RequireRole(Role.ADMIN))
+DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
+DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Who or what the key is for.")
+    role: str = Field("consumer", description="consumer, developer, deployer or admin.")
+    models: list[str] = Field(default_factory=list, description="Deployments it may call (empty: all).")
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0)
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+class SplitUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: dict[str, float] = Field(description="Arm name → relative weight.")
+    reason: str | None = None
+
+
+class ReplicaAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="Base URL of the replica (checked like the config's).")
+    name: str | None = None
+    reason: str | None = None
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def deployment_view(deployment: Deployment) -> dict[str, Any]:
+    def replicas(rs: list[Replica]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r.name,
+                "outstanding": r.outstanding,
+                "available": r.available(),
+                "last_error": r.last_error,
+            }
+            for r in rs
+        ]
+
+    arms = [
+        {"name": a.name, "model": a.model_version, "weight": a.weight, "replicas": replicas(a.replicas)}
+        for a in deployment.arms
+    ]
+    shadow = deployment.shadow
+    return {
+        "name": deployment.name,
+        "arms": arms,
+        "shadow": {"name": shadow.name, "model": shadow.model_version, "replicas": replicas(shadow.replicas)}
+        if shadow
+        else None,
+        "fallbacks": deployment.config.fallbacks,
+    }
+
+
+def _persist(gateway: Gateway, deployment: Deployment, actor: str, action: str, reason: str | None) -> None:
+    spec = deployment_spec(deployment)
+    now = utcnow()
+    with gateway.home.store.transaction() as session:
+        row = session.get(GatewayDeployment, deployment.name, with_for_update=True)
+        before = dict(row.spec) if row else None
+        if row is None:
+            session.add(GatewayDeployment(name=deployment.name, spec=spec, updated_by=actor, updated_at=now))
+        else:
+            row.spec, row.updated_by, row.updated_at = spec, actor, now
+        audit.append(
+            session,
+            actor=actor,
+            action=action,
+            target=f"deployment:{deployment.name}",
+            reason=reason,
+            before=before,
+            after=spec,
+        )
+    gateway.overrides.mark_seen(deployment.name, now)
+
+
+def _key_routes(router: APIRouter) -> None:
+    @router.get("/api/keys", tags=["admin"], summary="List API keys (never the keys themselves).")
+    async def list_keys(request: Request, principal: Principal = ADMIN) -> list[dict[str, Any]]:
+        records = await asyncio.to_thread(_gateway(request).keys.list)
+        return [r.to_json() for r in records]
+
+    @router.post(
+        "/api/keys",
+        status_code=201,
+        tags=["admin"],
+        summary="Create a key; the response holds the key, shown once.",
+    )
+    async def create_key(body: KeyCreate, request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
+        spec = KeySpec(
+            name=body.name,
+            role=parse_role(body.role),
+            models=tuple(body.models),
+            rpm=body.rpm,
+            tpm=body.tpm,
+            budget_usd=body.budget_usd,
+            expires_at=body.expires_at,
+        )
+        created = await asyncio.to_thread(_gateway(request).keys.create, spec, body.reason)
+        return {**created.record.to_json(), "key": created.key}
+
+    @router.post(
+        "/api/keys/{key_id}/revoke",
+        tags=["admin"],
+        summary="Revoke a key (every worker within its key-cache TTL).",
+    )
+    async def revoke_key(key_id: str, request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
+        gateway = _gateway(request)
+        record = await asyncio.to_thread(gateway.keys.revoke, key_id, f"via admin API by {principal.key_id}")
+        gateway.key_cache.forget_all()
+        return record.to_json()
+
+
+def _deployment_routes(router: APIRouter) -> None:
+    @router.get(
+        "/api/deployments", tags=["admin"], summary="Deployments with arms, weights and replica state."
+    )
+    async def list_deployments(request: Request, principal: Principal = DEVELOPER) -> list[dict[str, Any]]:
+        return [deployment_view(d) for d in _gateway(request).table.all()]
+
+    @router.put(
+        "/api/deployments/{name}/split",
+        tags=["admin"],
+        summary="Set the traffic split between a deployment's arms.",
+    )
+    async def set_split(
+        name: str, body: SplitUpdate, request: Request, principal: Principal = DEPLOYER
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        deployment = gateway.table.get(name)
+        if set(body.weights) != {a.name for a in deployment.arms} or sum(body.weights.values()) <= 0:
+            arms = ", ".join(a.name for a in deployment.arms)
+            raise InvalidInput(
+                f"give a weight >= 0 for each arm ({arms}), adding up to more than 0", param="weights"
+            )
+        for arm in deployment.arms:
+            arm.weight = body.weights[arm.name]
+        await asyncio.to_thread(
+            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.split.set", body.reason
+        )
+        return deployment_view(deployment)
+
+
+def _replica_routes(router: APIRouter) -> None:
+    @router.post(
+        "/api/deployments/{name}/arms/{arm}/replicas",
+        status_code=201,
+        tags=["admin"],
+        summary="Add a replica to an arm.",
+    )
+    async def add_replica(
+        name: str, arm: str, body: ReplicaAdd, request: Request, principal: Principal = DEPLOYER
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        deployment = gateway.table.get(name)
+        # validation resolves the host name: off the event loop
+        upstream = await asyncio.to_thread(http_upstream_factory(gateway.config), body.url, body.name)
+        deployment.arm(arm).replicas.append(Replica(upstream))
+        await asyncio.to_thread(
+            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.replica.add", body.reason
+        )
+        return deployment_view(deployment)
+
+    @router.delete(
+        "/api/deployments/{name}/arms/{arm}/replicas", tags=["admin"], summary="Remove a replica from an arm."
+    )
+    async def remove_replica(
+        name: str,
+        arm: str,
+        request: Request,
+        replica: str = Query(description="The replica's name."),
+        principal: Principal = DEPLOYER,
+    ) -> dict[str, Any]:
+        gateway = _gateway(request)
+        deployment = gateway.table.get(name)
+        target = deployment.arm(arm)
+        kept = [r for r in target.replicas if r.name != replica]
+        if len(kept) == len(target.replicas):
+            raise NotFound(f"arm {arm!r} of {name!r} has no replica {replica!r}", param="replica")
+        target.replicas = kept
+        await asyncio.to_thread(
+            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.replica.remove", None
+        )
+        return deployment_view(deployment)
+
+
+def _read_requests(gateway: Gateway, limit: int, key_id: str | None) -> list[dict[str, Any]]:
+    with gateway.home.store.read() as session:
+        query = select(GatewayRequest).order_by(GatewayRequest.ts.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(GatewayRequest.key_id == key_id)
+        rows = session.execute(query).scalars().all()
+        columns = [c.name for c in GatewayRequest.__table__.columns]
+        return [{c: getattr(row, c) for c in columns} for row in rows]
+
+
+def _log_routes(router: APIRouter) -> None:
+    @router.get("/api/requests", tags=["admin"], summary="The newest rows of the request log.")
+    async def requests(
+        request: Request,
+        limit: int = Query(100, ge=1, le=1000),
+        key_id: str | None = None,
+        principal: Principal = DEVELOPER,
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(_read_requests, _gateway(request), limit, key_id)
+
+
+def install_admin_routes(router: APIRouter) -> None:
+    """Add the admin routes (under /api/) to ``router`` (the app's own: policies are checked per route)."""
+    _key_routes(router)
+    _deployment_routes(router)
+    _replica_routes(router)
+    _log_routes(router)

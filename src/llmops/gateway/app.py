@@ -1,0 +1,152 @@
+"""The gateway's FastAPI app: OpenAI-compatible routes, health, metrics, and the admin API.
+
+``build_app(gateway)`` serves a wired ``Gateway``; ``create_app(config, home)`` wires one first.
+Every route is public by name (``policy.PUBLIC_PATHS``) or declares the role it needs; the app
+refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmops.errors import InvalidInput, LLMOpsError, NotFound
+from llmops.gateway.admin import install_admin_routes
+from llmops.gateway.auth import Principal
+from llmops.gateway.config import GatewayConfig
+from llmops.gateway.middleware import GatewayMiddleware
+from llmops.gateway.policy import RequireRole, unguarded_routes
+from llmops.gateway.service import Gateway, build_gateway
+from llmops.gateway.upstreams import Upstream
+from llmops.security.roles import Role
+from llmops.store.home import Home
+
+CONSUMER = Depends(RequireRole(Role.CONSUMER))
+DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def _error_response(error: LLMOpsError) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_llmops_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LLMOpsError)
+        return _error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error_response(InvalidInput(f"{where or 'body'}: {first.get('msg', 'invalid')}", param=where))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return _error_response(
+                NotFound(f"no route {request.url.path}; see /openapi.json", code="no_route")
+            )
+        error = LLMOpsError(str(exc.detail))
+        error.status_code = exc.status_code
+        error.error_type = "invalid_request_error"
+        return _error_response(error)
+
+    app.add_exception_handler(LLMOpsError, on_llmops_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def _add_public_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"], summary="The gateway process is up.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Every deployment has an available replica.")
+    async def readyz(request: Request) -> JSONResponse:
+        gateway: Gateway = request.app.state.gateway
+        missing = [d.name for d in gateway.table.all() if not any(r.available() for r in d.replicas())]
+        status = 503 if missing else 200
+        return JSONResponse(
+            {"ready": not missing, "deployments_without_replicas": missing}, status_code=status
+        )
+
+
+def _add_openai_routes(app: FastAPI) -> None:
+    @app.get("/v1/models", tags=["openai"], summary="Deployments this key may call.")
+    async def models(request: Request, principal: Principal = CONSUMER) -> dict[str, Any]:
+        gateway: Gateway = request.app.state.gateway
+        names = [n for n in gateway.table.names() if principal.key.may_use(n)]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmops"} for n in names]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions", tags=["openai"], summary="Chat completion (streamed or not).")
+    async def chat(request: Request, principal: Principal = CONSUMER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return await gateway.pipeline.handle(_request_id(request), principal, await request.body(), "chat")
+
+    @app.post("/v1/completions", tags=["openai"], summary="Text completion (streamed or not).")
+    async def completions(request: Request, principal: Principal = CONSUMER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return await gateway.pipeline.handle(
+            _request_id(request), principal, await request.body(), "completions"
+        )
+
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics of this worker.")
+    async def metrics(request: Request, principal: Principal = DEVELOPER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def build_app(gateway: Gateway) -> FastAPI:
+    """The ASGI app serving ``gateway``; its lifespan starts and stops the gateway's parts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="llmops gateway",
+        version="1",
+        description="OpenAI-compatible front door of llmops deployments, and its admin API under /api/.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    _install_error_handlers(app)
+    _add_public_routes(app)
+    _add_openai_routes(app)
+    install_admin_routes(app.router)
+    problems = unguarded_routes(app)
+    if problems:
+        raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")
+    app.add_middleware(GatewayMiddleware, limits=gateway.config.http)
+    return app
+
+
+def create_app(
+    config: GatewayConfig,
+    home: Home,
+    *,
+    in_process: dict[str, list[Upstream]] | None = None,
+    rng: random.Random | None = None,
+    active_health_checks: bool = True,
+) -> FastAPI:
+    return build_app(
+        build_gateway(config, home, in_process=in_process, rng=rng, active_health_checks=active_health_checks)
+    )

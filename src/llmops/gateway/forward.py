@@ -1,0 +1,167 @@
+"""Sending a request to a replica: pick one, retry on another before the first byte, fall back.
+
+Contract: ``Forwarder.open`` returns an ``Attempt`` whose response has started and whose first body
+chunk has arrived (so nothing has reached the client yet when a replica fails and another one is
+tried). Retryable: connection failures, timeouts before the first byte, and 429/502/503/504
+answers. Connection failures and 502/504 count towards the replica's circuit breaker. When every
+replica of a deployment failed, its fallbacks are tried in order. The caller must ``release`` the
+attempt once the response is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from llmops.errors import Overloaded, UpstreamError
+from llmops.gateway.config import HealthConfig
+from llmops.gateway.deployments import Arm, Deployment, DeploymentTable
+from llmops.gateway.metrics import GatewayMetrics
+from llmops.gateway.openai_request import PATHS, ParsedRequest, upstream_body
+from llmops.gateway.routing import Replica, choose_arm, pick_replica
+from llmops.gateway.upstreams import (
+    UpstreamDisconnected,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamUnavailable,
+)
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+BREAKER_STATUS = frozenset({502, 504})
+
+
+@dataclass
+class Attempt:
+    """A started response from one replica."""
+
+    deployment: Deployment
+    arm: Arm
+    replica: Replica
+    response: UpstreamResponse
+    first: bytes
+    started: float
+    first_at: float
+    released: bool = field(default=False)
+
+    async def rest(self) -> bytes:
+        return self.first + await self.response.read()
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Forwarder:
+    def __init__(
+        self, table: DeploymentTable, health: HealthConfig, metrics: GatewayMetrics, rng: random.Random
+    ) -> None:
+        self.table = table
+        self.health = health
+        self.metrics = metrics
+        self.rng = rng
+
+    def choose(self, deployment: Deployment, parsed: ParsedRequest) -> Arm:
+        index = choose_arm(
+            [a.weight for a in deployment.arms], parsed.user, salt=deployment.name, rng=self.rng
+        )
+        return deployment.arms[index]
+
+    async def open(self, deployment: Deployment, parsed: ParsedRequest, request_id: str) -> Attempt:
+        errors: list[str] = []
+        overloaded = True
+        for candidate in [deployment, *(self.table.get(name) for name in deployment.config.fallbacks)]:
+            arm = self.choose(candidate, parsed)
+            try:
+                return await self.open_arm(candidate, arm, parsed, request_id, errors)
+            except _Failed as exc:
+                overloaded = overloaded and exc.status in (429, 503)
+        detail = "; ".join(errors) if errors else "no replica is healthy (all are ejected or failing checks)"
+        message = f"deployment {deployment.name!r} could not be served: {detail}"
+        if not errors or overloaded:
+            raise Overloaded(message, retry_after=1, code="no_healthy_replica")
+        raise UpstreamError(message, code="upstream_unavailable")
+
+    async def open_arm(
+        self,
+        deployment: Deployment,
+        arm: Arm,
+        parsed: ParsedRequest,
+        request_id: str,
+        errors: list[str],
+        *,
+        stream: bool | None = None,
+    ) -> Attempt:
+        body = upstream_body(parsed, arm.upstream_model, stream=stream)
+        request = UpstreamRequest(PATHS[parsed.endpoint], body, request_id)
+        affinity = parsed.prompt_text[: deployment.config.affinity_prefix_chars]
+        tried: list[Replica] = []
+        status: int | None = None
+        for _ in range(deployment.config.max_retries + 1):
+            replica = pick_replica(
+                arm.replicas,
+                exclude=tried,
+                affinity_key=affinity if deployment.config.prefix_affinity else None,
+                rng=self.rng,
+            )
+            if replica is None:
+                break
+            tried.append(replica)
+            try:
+                return await self._try(deployment, arm, replica, request)
+            except _Failed as exc:
+                errors.append(f"{replica.name}: {exc}")
+                status = exc.status
+        raise _Failed(f"arm {arm.name!r} failed", status if tried else 503)
+
+    async def _try(
+        self, deployment: Deployment, arm: Arm, replica: Replica, request: UpstreamRequest
+    ) -> Attempt:
+        timeouts = deployment.config.timeouts
+        replica.outstanding += 1
+        started = time.monotonic()
+        response: UpstreamResponse | None = None
+        try:
+            async with asyncio.timeout(timeouts.connect_s + timeouts.first_token_s):
+                response = await replica.upstream.open(request, timeouts)
+                if response.status in RETRYABLE_STATUS:
+                    detail = (await response.read())[:300].decode("utf-8", "replace")
+                    raise _Failed(f"answered {response.status} {detail}".strip(), response.status)
+                first = await anext(response.body, b"")
+        except (_Failed, UpstreamUnavailable, UpstreamDisconnected, TimeoutError) as exc:
+            await self._failed(replica, response, exc)
+            if isinstance(exc, _Failed):
+                raise
+            text = str(exc) or f"no first byte within {timeouts.connect_s + timeouts.first_token_s:g}s"
+            raise _Failed(text, 502) from exc
+        except BaseException:
+            replica.outstanding -= 1
+            if response is not None:
+                await response.aclose()
+            raise
+        return Attempt(deployment, arm, replica, response, first, started, time.monotonic())
+
+    async def _failed(self, replica: Replica, response: UpstreamResponse | None, exc: BaseException) -> None:
+        replica.outstanding -= 1
+        if response is not None:
+            await response.aclose()
+        status = exc.status if isinstance(exc, _Failed) else None
+        if status is None or status in BREAKER_STATUS:
+            replica.record_failure(str(exc), self.health.failure_threshold, self.health.cooldown_s)
+        self.metrics.upstream_failures.labels(replica=replica.name).inc()
+
+    async def release(self, attempt: Attempt, *, ok: bool) -> None:
+        if attempt.released:
+            return
+        attempt.released = True
+        attempt.replica.outstanding -= 1
+        if ok:
+            attempt.replica.record_success()
+        else:
+            attempt.replica.record_failure(
+                "broke off a response", self.health.failure_threshold, self.health.cooldown_s
+            )
+        await attempt.response.aclose()

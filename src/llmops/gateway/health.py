@@ -1,0 +1,53 @@
+"""Active health checks: every replica's health path is probed at an interval.
+
+A replica that fails a probe is taken out of rotation until a probe succeeds again; passive
+ejection (the circuit breaker in ``routing.Replica``) works alongside on live traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from llmops.gateway.config import HealthConfig
+from llmops.gateway.deployments import DeploymentTable
+from llmops.gateway.routing import Replica
+
+
+class HealthChecker:
+    def __init__(self, table: DeploymentTable, config: HealthConfig) -> None:
+        self.table = table
+        self.config = config
+        self._task: asyncio.Task[None] | None = None
+
+    async def check_once(self) -> None:
+        probes: list[tuple[Replica, str]] = [
+            (replica, deployment.config.health_path)
+            for deployment in self.table.all()
+            for replica in deployment.replicas()
+        ]
+        results = await asyncio.gather(*(self._probe(r, path) for r, path in probes))
+        for (replica, _), ok in zip(probes, results, strict=True):
+            replica.healthy = ok
+
+    async def _probe(self, replica: Replica, path: str) -> bool:
+        try:
+            return await asyncio.wait_for(
+                replica.upstream.health(path), timeout=max(1.0, self.config.interval_s)
+            )
+        except (TimeoutError, OSError):
+            return False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="replica-health-checks")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.interval_s)
+            await self.check_once()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,222 @@
+"""Rate limits (requests and tokens per minute, per key and per deployment) over a sliding window.
+
+The window is split into ``BUCKETS`` buckets; a request is admitted when, for every rule, the
+amounts in the live buckets plus its own stay within the limit, and then it is counted in all of
+them at once (all-or-nothing). ``MemoryRateLimiter`` serves one worker; ``RedisRateLimiter`` runs the
+same algorithm as one Lua script, atomic across workers and gateways. When Redis is down the
+configured fail mode decides: open (admit, counted in a metric) or closed (503).
+Token limits are charged an estimate up front and corrected with ``adjust`` once usage is known.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from llmops.errors import Overloaded, RateLimited
+from llmops.gateway.metrics import GatewayMetrics
+
+BUCKETS = 60
+
+
+class LimitExceeded(RateLimited):
+    """429 naming the limit that was hit, with Retry-After."""
+
+    def __init__(self, rule: LimitRule, retry_after: float) -> None:
+        super().__init__(
+            f"rate limit exceeded: {rule.description}; retry after {max(1, math.ceil(retry_after))}s",
+            retry_after=retry_after,
+            code="rate_limit_exceeded",
+        )
+        self.rule = rule
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "x-ratelimit-limit-name": self.rule.name}
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """One limit to check: ``scope`` is the counter, ``name`` what the client sees (``key.rpm``)."""
+
+    scope: str
+    name: str
+    limit: int
+    amount: int
+    description: str
+
+
+@dataclass
+class Admission:
+    """What an admitted request was counted as; ``adjust`` corrects token estimates later."""
+
+    bucket: int = 0
+    counted: dict[str, int] = field(default_factory=dict)
+
+
+class RateLimiter(ABC):
+    @abstractmethod
+    async def acquire(self, rules: Sequence[LimitRule]) -> Admission:
+        """Admit (and count) the request under every rule, or raise ``LimitExceeded``."""
+
+    @abstractmethod
+    async def adjust(self, admission: Admission, scope: str, delta: int) -> None:
+        """Correct what ``scope`` was charged (actual tokens minus the estimate)."""
+
+
+def check_single(rules: Sequence[LimitRule], window_s: int) -> None:
+    """A request larger than a limit can never be admitted: say so instead of a useless Retry-After."""
+    for rule in rules:
+        if rule.amount > rule.limit:
+            raise RateLimited(
+                f"this request needs {rule.amount} against {rule.description}, more than the whole limit; "
+                "lower max_tokens or shorten the prompt",
+                code="request_too_large_for_limit",
+            )
+
+
+class MemoryRateLimiter(RateLimiter):
+    """Sliding-window limits of one worker process."""
+
+    def __init__(self, window_s: int = 60) -> None:
+        self.window_s = window_s
+        self.width = window_s / BUCKETS
+        self._counts: dict[str, dict[int, int]] = {}
+
+    async def acquire(self, rules: Sequence[LimitRule]) -> Admission:
+        check_single(rules, self.window_s)
+        now = time.time()
+        bucket = int(now / self.width)
+        for rule in rules:
+            counts = self._live(rule.scope, bucket)
+            total = sum(counts.values())
+            if total + rule.amount > rule.limit:
+                raise LimitExceeded(rule, self._retry_after(counts, total + rule.amount - rule.limit, now))
+        for rule in rules:
+            counts = self._counts.setdefault(rule.scope, {})
+            counts[bucket] = counts.get(bucket, 0) + rule.amount
+        return Admission(bucket, {rule.scope: rule.amount for rule in rules})
+
+    async def adjust(self, admission: Admission, scope: str, delta: int) -> None:
+        counts = self._counts.get(scope)
+        if counts is not None and admission.bucket in counts:
+            counts[admission.bucket] += delta
+
+    def _live(self, scope: str, bucket: int) -> dict[int, int]:
+        counts = self._counts.setdefault(scope, {})
+        for old in [b for b in counts if b <= bucket - BUCKETS]:
+            del counts[old]
+        return counts
+
+    def _retry_after(self, counts: dict[int, int], need: int, now: float) -> float:
+        for bucket in sorted(counts):
+            need -= counts[bucket]
+            if need <= 0:
+                return (bucket + BUCKETS) * self.width - now
+        return float(self.window_s)
+
+
+ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = tonumber(ARGV[1])
+local width = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local bucket = math.floor(now / width)
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 + 2 * i])
+  local amount = tonumber(ARGV[3 + 2 * i])
+  local flat = redis.call('HGETALL', key)
+  local live = {}
+  local sum = 0
+  for j = 1, #flat, 2 do
+    local b = tonumber(flat[j])
+    if b <= bucket - n then
+      redis.call('HDEL', key, flat[j])
+    else
+      local c = tonumber(flat[j + 1])
+      sum = sum + c
+      table.insert(live, {b, c})
+    end
+  end
+  if sum + amount > limit then
+    table.sort(live, function(x, y) return x[1] < y[1] end)
+    local need = sum + amount - limit
+    local wait = n * width
+    for _, e in ipairs(live) do
+      need = need - e[2]
+      if need <= 0 then
+        wait = (e[1] + n) * width - now
+        break
+      end
+    end
+    return {i, tostring(wait), bucket}
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, bucket, tonumber(ARGV[3 + 2 * i]))
+  redis.call('EXPIRE', key, ttl)
+end
+return {0, '0', bucket}
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    """Sliding-window limits shared by every worker and gateway on one Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        metrics: GatewayMetrics,
+        *,
+        window_s: int = 60,
+        fail_mode: Literal["open", "closed"] = "open",
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.metrics = metrics
+        self.window_s = window_s
+        self.fail_mode = fail_mode
+        self._script: Any = redis.register_script(ACQUIRE_LUA)
+
+    async def acquire(self, rules: Sequence[LimitRule]) -> Admission:
+        check_single(rules, self.window_s)
+        if not rules:
+            return Admission()
+        keys = [self.prefix + "rl:" + rule.scope for rule in rules]
+        args: list[Any] = [BUCKETS, self.window_s / BUCKETS, self.window_s * 2]
+        for rule in rules:
+            args += [rule.limit, rule.amount]
+        try:
+            failed, wait, bucket = await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            return self._unavailable(rules, exc)
+        if int(failed):
+            raise LimitExceeded(rules[int(failed) - 1], float(wait))
+        return Admission(int(bucket), {rule.scope: rule.amount for rule in rules})
+
+    async def adjust(self, admission: Admission, scope: str, delta: int) -> None:
+        if scope not in admission.counted or delta == 0:
+            return
+        try:
+            await self.redis.hincrby(self.prefix + "rl:" + scope, str(admission.bucket), delta)
+        except (RedisError, OSError):
+            return  # a lost correction only skews one window's token count
+
+    def _unavailable(self, rules: Sequence[LimitRule], exc: Exception) -> Admission:
+        if self.fail_mode == "closed":
+            raise Overloaded(
+                "the rate-limit store (Redis) is unavailable and limits fail closed; retry shortly",
+                retry_after=1,
+                code="limits_unavailable",
+            ) from exc
+        for rule in rules:
+            self.metrics.fail_open.labels(limit=rule.name).inc()
+        return Admission()

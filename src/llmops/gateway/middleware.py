@@ -1,0 +1,112 @@
+"""The gateway's one pure-ASGI middleware: request id, size limits, and the last-resort error body.
+
+Every response carries ``x-request-id``, always a new id made here: it keys the request log, so a
+client cannot choose it (a reused id would collide with another request's row).
+Headers larger than ``max_header_bytes`` get 431; a body larger than ``max_body_bytes`` gets 413,
+from its Content-Length before it is read, or while it streams in. An exception that escapes the
+app before the response started becomes an OpenAI-style 500 body without a trace or a path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from llmops.errors import LLMOpsError, PayloadTooLarge
+from llmops.gateway.config import HttpLimitsConfig
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HeadersTooLarge(LLMOpsError):
+    status_code = 431
+    error_type = "invalid_request_error"
+
+
+def error_response_parts(error: LLMOpsError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(error.to_body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+    return error.status_code, headers, body
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, limits: HttpLimitsConfig) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            self._check_sizes(scope)
+            await self.app(scope, self._limited(receive), send_with_id)
+        except LLMOpsError as error:
+            if started:
+                raise
+            await _send_error(send, error, request_id)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error in request %s", request_id)
+            await _send_error(
+                send, LLMOpsError("internal error; the request id is in x-request-id"), request_id
+            )
+
+    def _check_sizes(self, scope: Scope) -> None:
+        headers = scope.get("headers", [])
+        if sum(len(k) + len(v) + 4 for k, v in headers) > self.limits.max_header_bytes:
+            raise HeadersTooLarge(
+                f"request headers are larger than {self.limits.max_header_bytes} bytes",
+                code="headers_too_large",
+            )
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
+                raise self._too_large()
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"request body is larger than {self.limits.max_body_bytes} bytes", code="body_too_large"
+        )
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limits.max_body_bytes:
+                    raise self._too_large()
+            return message
+
+        return limited
+
+
+async def _send_error(send: Send, error: LLMOpsError, request_id: str) -> None:
+    status, headers, body = error_response_parts(error, request_id)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,130 @@
+"""Reading an OpenAI-style request body: the fields the gateway needs, and no URLs (no SSRF).
+
+A request may not carry a URL or a field that names where to send it (``api_base``, ``base_url``,
+``*_url``, ...) anywhere in its body: the gateway decides where requests go, never the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmops.errors import InvalidInput
+
+Endpoint = Literal["chat", "completions"]
+PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+URL_FIELDS = frozenset(
+    {"api_base", "base_url", "api_url", "endpoint", "webhook", "callback", "proxy", "host", "api_key"}
+)
+_URL_VALUE_RE = re.compile(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    endpoint: Endpoint
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    user: str | None
+    prompt_text: str
+
+
+def _is_url_field(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in URL_FIELDS or lowered.endswith("url") or lowered.endswith("_uri")
+
+
+def forbid_url_fields(value: Any, path: str = "") -> None:
+    """Raise ``InvalidInput`` naming the first URL-carrying field found anywhere in ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _is_url_field(str(key)):
+                raise InvalidInput(
+                    f"field {where!r} is not accepted: the gateway never sends requests or fetches content "
+                    "at a URL given by the caller; remove it",
+                    param=where,
+                    code="url_not_allowed",
+                )
+            forbid_url_fields(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            forbid_url_fields(item, f"{path}[{index}]")
+
+
+def _forbid_top_level_urls(body: dict[str, Any]) -> None:
+    for key, item in body.items():
+        if isinstance(item, str) and _URL_VALUE_RE.match(item):
+            raise InvalidInput(
+                f"field {key!r} holds a URL; the gateway does not accept URLs in request fields",
+                param=key,
+                code="url_not_allowed",
+            )
+
+
+def _prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
+    if endpoint == "completions":
+        prompt = body.get("prompt", "")
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput("`messages` must be a non-empty list of {role, content}", param="messages")
+    parts: list[str] = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    return "\n".join(parts)
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidInput("`max_tokens` must be a positive integer", param="max_tokens")
+    return value
+
+
+def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidInput("`model` is required: the name of a deployment (GET /v1/models)", param="model")
+    forbid_url_fields(body)
+    _forbid_top_level_urls(body)
+    user = body.get("user")
+    options = body.get("stream_options")
+    return ParsedRequest(
+        endpoint=endpoint,
+        body=body,
+        model=model,
+        stream=bool(body.get("stream")),
+        include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        max_tokens=_max_tokens(body),
+        user=user if isinstance(user, str) and user else None,
+        prompt_text=_prompt_text(endpoint, body),
+    )
+
+
+def upstream_body(parsed: ParsedRequest, upstream_model: str, *, stream: bool | None = None) -> bytes:
+    """The body sent to a replica: its model name, and usage requested on streams for accounting."""
+    body = {**parsed.body, "model": upstream_model}
+    streaming = parsed.stream if stream is None else stream
+    body["stream"] = streaming
+    if streaming:
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    else:
+        body.pop("stream_options", None)
+    return json.dumps(body, separators=(",", ":")).encode()

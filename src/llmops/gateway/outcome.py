@@ -1,0 +1,81 @@
+"""What happened to one request: the typed record the pipeline turns into cost, limits and a log row."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from llmops.gateway.auth import Principal
+from llmops.gateway.budgets import Reservation
+from llmops.gateway.deployments import Deployment
+from llmops.gateway.limits import Admission
+from llmops.gateway.openai_request import ParsedRequest
+from llmops.gateway.pricing import estimate_tokens, worst_case_prompt_tokens
+from llmops.store.schema import utcnow
+
+
+@dataclass
+class RequestContext:
+    """One request on its way through the gateway."""
+
+    request_id: str
+    principal: Principal
+    parsed: ParsedRequest
+    deployment: Deployment
+    started: float = field(default_factory=time.monotonic)
+    ts: datetime = field(default_factory=utcnow)
+    admission: Admission | None = None
+    reservation: Reservation | None = None
+    finished: bool = False
+
+    @property
+    def prompt_estimate(self) -> int:
+        return estimate_tokens(self.parsed.prompt_text)
+
+    @property
+    def prompt_worst_case(self) -> int:
+        messages = self.parsed.body.get("messages")
+        return worst_case_prompt_tokens(
+            self.parsed.prompt_text, len(messages) if isinstance(messages, list) else 1
+        )
+
+    @property
+    def completion_allowance(self) -> int:
+        return self.parsed.max_tokens or self.deployment.config.max_output_tokens
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass
+class Outcome:
+    status: int
+    arm: str | None = None
+    model_version: str | None = None
+    replica: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    completion: str | None = None
+    ttft_s: float | None = None
+    engine_seconds: float = 0.0
+    cache_hit: bool = False
+    error: str | None = None
+    charged: bool = field(default=False)
+
+
+def usage_of(payload: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def json_or_empty(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,144 @@
+"""``build_app``: the FastAPI app of one replica over a ``Backend``.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
+``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /healthz`` (the process answers),
+``GET /readyz`` (the backend is healthy), ``GET /metrics`` (Prometheus). The app's lifespan starts
+and stops the backend. Middleware, outermost first: request id (and the last-resort 500), metrics,
+body-size limit; errors are mapped once by ``error_responses``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmops.engine.types import Backend
+from llmops.errors import NotFound
+from llmops.serve.chat import chat_completions
+from llmops.serve.completions import completions
+from llmops.serve.config import ServeConfig
+from llmops.serve.embeddings import embeddings
+from llmops.serve.error_responses import install_error_handlers
+from llmops.serve.metrics import MetricsMiddleware, ServeMetrics
+from llmops.serve.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from llmops.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from llmops.serve.responses import (
+    ChatCompletion,
+    Completion,
+    EmbeddingList,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    ProbeStatus,
+)
+from llmops.serve.service import ReplicaService
+from llmops.serve.streaming import json_response
+
+READINESS_TIMEOUT_S = 5.0
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 413, 429, 500, 503)
+}
+
+
+def build_app(backend: Backend, served_model_name: str, config: ServeConfig | None = None) -> FastAPI:
+    """The OpenAI-compatible app serving ``backend`` under ``served_model_name``."""
+    config = config or ServeConfig()
+    service = ReplicaService(backend, served_model_name, config, ServeMetrics(backend))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await backend.start()
+        try:
+            yield
+        finally:
+            await service.drain()
+            await backend.shutdown()
+
+    app = FastAPI(title="llmops replica", summary=f"Serves {served_model_name}", lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+    _add_openai_routes(app, service)
+    _add_probe_routes(app, service)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _add_openai_routes(app: FastAPI, service: ReplicaService) -> None:
+    @app.post("/v1/chat/completions", responses={200: {"model": ChatCompletion}, **_ERRORS})
+    async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+        """Chat completion; ``stream: true`` answers with server-sent events."""
+        return await chat_completions(service, body, request)
+
+    @app.post("/v1/completions", responses={200: {"model": Completion}, **_ERRORS})
+    async def create_completion(body: CompletionRequest, request: Request) -> Response:
+        """Text completion of one or more prompts (strings or token ids)."""
+        return await completions(service, body, request)
+
+    @app.post("/v1/embeddings", responses={200: {"model": EmbeddingList}, **_ERRORS})
+    async def create_embeddings(body: EmbeddingRequest) -> Response:
+        """Embeddings of one or more texts."""
+        return await embeddings(service, body)
+
+    @app.get("/v1/models", responses={200: {"model": ModelList}})
+    async def list_models() -> Response:
+        """The served model and its loaded adapters."""
+        return json_response(ModelList(data=_model_cards(service)))
+
+    @app.get("/v1/models/{model:path}", responses={200: {"model": ModelCard}, 404: {"model": ErrorResponse}})
+    async def retrieve_model(model: str) -> Response:
+        for card in _model_cards(service):
+            if card.id == model:
+                return json_response(card)
+        raise NotFound(f"model {model!r} is not served here", param="model", code="model_not_found")
+
+
+def _model_cards(service: ReplicaService) -> list[ModelCard]:
+    info = service.backend.info()
+    base = ModelCard(
+        id=service.served_model_name,
+        created=service.created,
+        root=info.model_id,
+        max_model_len=info.max_model_len,
+    )
+    adapters = [
+        ModelCard(id=name, created=service.created, root=info.model_id, parent=service.served_model_name)
+        for name in info.adapters
+    ]
+    return [base, *adapters]
+
+
+def _add_probe_routes(app: FastAPI, service: ReplicaService) -> None:
+    @app.get("/healthz", responses={200: {"model": ProbeStatus}})
+    async def healthz() -> Response:
+        """Liveness: the process answers."""
+        return json_response(ProbeStatus(status="ok"))
+
+    @app.get("/readyz", responses={200: {"model": ProbeStatus}, 503: {"model": ProbeStatus}})
+    async def readyz() -> Response:
+        """Readiness: the backend reports itself healthy."""
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_S):
+                health = await service.backend.health()
+        except TimeoutError:
+            return _probe(ProbeStatus(status="unavailable", detail="backend health check timed out"), 503)
+        if not health.ok:
+            return _probe(ProbeStatus(status="unavailable", detail=health.detail), 503)
+        return _probe(ProbeStatus(status="ready", detail=health.detail), 200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus exposition of this replica's metrics."""
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _probe(status: ProbeStatus, code: int) -> Response:
+    return Response(status.model_dump_json(), status_code=code, media_type="application/json")

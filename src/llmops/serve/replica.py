@@ -1,0 +1,76 @@
+"""Run one replica: resolve the model, build the in-process engine, serve it with uvicorn.
+
+uvicorn runs with uvloop and httptools. The engine is imported lazily so the serve package (and its
+tests, over a fake backend) does not need it, and so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+from llmops.engine.config import EngineConfig
+from llmops.engine.types import Backend
+from llmops.serve.app import build_app
+from llmops.serve.config import ServeConfig
+from llmops.serve.loading import ResolvedModel, resolve_model
+from llmops.store.home import Home
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def build_backend(model: ResolvedModel, engine: EngineConfig | None = None) -> Backend:
+    """The transformers engine over ``model`` (blocking: loads the weights)."""
+    from llmops.engine.transformers_backend import TransformersBackend
+
+    return TransformersBackend(model.base_dir, engine, adapters=dict(model.adapters) or None)
+
+
+def server_config(app: FastAPI, config: ServeConfig) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=config.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def prepare_replica(
+    spec: str,
+    config: ServeConfig,
+    *,
+    engine: EngineConfig | None = None,
+    base: str | None = None,
+    adapters: Sequence[str] = (),
+    open_store: Callable[[], Home] | None = None,
+) -> tuple[FastAPI, ServeConfig]:
+    """Resolve, load and wrap the model in the app; returns the app and the effective config."""
+    model = resolve_model(spec, base=base, adapters=adapters, open_store=open_store)
+    backend = build_backend(model, engine)
+    name = config.served_model_name or model.default_name
+    effective = config.model_copy(
+        update={"served_model_name": name, "default_adapter": model.default_adapter}
+    )
+    return build_app(backend, name, effective), effective
+
+
+def run_replica(
+    spec: str,
+    config: ServeConfig,
+    *,
+    engine: EngineConfig | None = None,
+    base: str | None = None,
+    adapters: Sequence[str] = (),
+    open_store: Callable[[], Home] | None = None,
+) -> None:
+    """Serve ``spec`` until interrupted (SIGINT/SIGTERM end it gracefully)."""
+    app, effective = prepare_replica(
+        spec, config, engine=engine, base=base, adapters=adapters, open_store=open_store
+    )
+    uvicorn.Server(server_config(app, effective)).run()
