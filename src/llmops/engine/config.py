@@ -1,0 +1,101 @@
+"""``EngineConfig``: the typed knobs of the in-process engine (threads, KV cache, batching, queues).
+
+One pydantic model, every field described, so the CLI and YAML files can be built from it. Values
+that depend on the model (the context length) are resolved against the model config by
+``resolve_max_model_len``; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+def _default_threads() -> int:
+    # Intra-op threads beyond the physical cores only add contention; 8 is plenty for the small
+    # matrices of one decode step.
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class EngineConfig(BaseModel):
+    """How the in-process engine batches, caches and admits requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: int = Field(
+        default_factory=_default_threads,
+        ge=1,
+        description="torch intra-op threads used by the engine (torch.set_num_threads); tests use 1.",
+    )
+    dtype: DType = Field(default="float32", description="Dtype of the weights and the KV cache.")
+    block_size: int = Field(default=16, ge=1, le=1024, description="Tokens per KV-cache block.")
+    num_kv_blocks: int | None = Field(
+        default=None,
+        ge=1,
+        description="KV-cache blocks to allocate; None sizes the cache from kv_cache_memory_mb.",
+    )
+    kv_cache_memory_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Memory budget of the KV cache in MiB, used when num_kv_blocks is None.",
+    )
+    max_num_seqs: int = Field(default=64, ge=1, description="Most sequences in the running batch at once.")
+    max_num_batched_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Token budget of one engine step (decode tokens plus chunked-prefill tokens).",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=2,
+        description="Context length (prompt + output); None uses the model's max_position_embeddings.",
+    )
+    enable_prefix_caching: bool = Field(
+        default=True, description="Reuse KV blocks of identical token prefixes across requests."
+    )
+    max_queue_requests: int = Field(
+        default=256,
+        ge=0,
+        description="Most requests waiting for their first step; more are refused with Overloaded.",
+    )
+    max_queue_tokens: int = Field(
+        default=262_144,
+        ge=0,
+        description="Most prompt tokens waiting for their first step; more are refused with Overloaded.",
+    )
+    max_top_logprobs: int = Field(
+        default=20, ge=0, description="Largest top_logprobs a request may ask for (OpenAI allows 20)."
+    )
+    seed: int = Field(default=0, description="Seed of the shared generator used by unseeded sampling.")
+
+    @model_validator(mode="after")
+    def _budget_fits_a_decode_batch(self) -> EngineConfig:
+        # Decode is prioritised: every running sequence must be able to get its one token per step.
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError("max_num_batched_tokens must be >= max_num_seqs so every decode fits a step")
+        return self
+
+    def kv_blocks_for(self, num_layers: int, num_kv_heads: int, head_dim: int, bytes_per_value: int) -> int:
+        """Blocks to allocate: ``num_kv_blocks`` or as many as fit ``kv_cache_memory_mb``."""
+        if self.num_kv_blocks is not None:
+            return self.num_kv_blocks
+        # K and V, per layer, per token: num_kv_heads * head_dim values.
+        bytes_per_block = 2 * num_layers * self.block_size * num_kv_heads * head_dim * bytes_per_value
+        return max(1, (self.kv_cache_memory_mb * 1024 * 1024) // bytes_per_block)
+
+
+def resolve_max_model_len(
+    config: EngineConfig, max_position_embeddings: int | None, sliding_window: int | None
+) -> int:
+    """The context length the engine serves.
+
+    Bounded by the model's position embeddings and, for models with sliding-window attention, by
+    the window: the paged attention here attends over the full context, which equals windowed
+    attention exactly as long as no sequence is longer than the window.
+    """
+    limits = [n for n in (config.max_model_len, max_position_embeddings, sliding_window) if n]
+    return min(limits) if limits else 2048
