@@ -19,11 +19,19 @@ from llmops.serve.loading import parse_adapter_option, resolve_model
 from llmops.store.home import Home
 
 
+def _weights(file: Path, name: str) -> None:
+    """A small valid safetensors file whose contents differ by ``name`` (so digests differ)."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.tensor([float(b) for b in name.encode()])}, str(file))
+
+
 def _model_dir(path: Path) -> Path:
     """A directory that passes the model-file checks (the weights are never loaded here)."""
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (path / "model.safetensors").write_bytes(b"weights " + path.name.encode())
+    _weights(path / "model.safetensors", path.name)
     return path
 
 
@@ -32,7 +40,7 @@ def _adapter_dir(path: Path, base: str = "nowhere/base") -> Path:
     (path / "adapter_config.json").write_text(
         json.dumps({"peft_type": "LORA", "base_model_name_or_path": base})
     )
-    (path / "adapter_model.safetensors").write_bytes(b"lora " + path.name.encode())
+    _weights(path / "adapter_model.safetensors", path.name)
     return path
 
 
