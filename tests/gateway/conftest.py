@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from tests.monitor.conftest import Receiver, webhook_receiver  # noqa: F401 (the loopback webhook fixture)
 
 from llmops.gateway.app import build_app
 from llmops.gateway.config import GatewayConfig
@@ -156,6 +157,7 @@ class GatewayKit:
     serve = staticmethod(serve)
     in_process = staticmethod(in_process)
     mock_script = MOCK_SCRIPT
+    Receiver = Receiver
 
 
 @pytest.fixture

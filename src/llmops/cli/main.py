@@ -10,7 +10,20 @@ from pathlib import Path
 
 import typer
 
-from llmops.cli import audit, data, db, evals, keys, models, replica, runs, serve_gateway, train
+from llmops.cli import (
+    audit,
+    data,
+    db,
+    evals,
+    keys,
+    models,
+    monitor,
+    replica,
+    requests,
+    runs,
+    serve_gateway,
+    train,
+)
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError
 from llmops.settings import Settings
@@ -33,6 +46,8 @@ app.add_typer(keys.app, name="keys")
 app.command("serve")(serve_gateway.serve)
 app.command("replica")(replica.replica)
 app.add_typer(evals.app, name="eval")
+app.add_typer(monitor.app, name="monitor")
+app.add_typer(requests.app, name="requests")
 
 
 @app.callback()

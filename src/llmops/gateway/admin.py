@@ -1,5 +1,6 @@
 """The admin API under ``/api/``: keys (admin), deployments, replicas and traffic splits (deployer),
-and reads of the state and the request log (developer).
+and reads of the state (developer). The request log's routes are in ``request_routes``, monitoring's
+in ``monitor_routes``.
 
 Changes take effect in this worker at once and are persisted with an audit event in one
 transaction (``gateway_deployments`` for deployments); other workers apply deployment changes
@@ -14,7 +15,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from llmops.errors import InvalidInput, NotFound
 from llmops.gateway.auth import Principal
@@ -26,7 +26,7 @@ from llmops.gateway.service import Gateway
 from llmops.security.keys import KeySpec
 from llmops.security.roles import Role, parse_role
 from llmops.store import audit
-from llmops.store.schema import GatewayDeployment, GatewayRequest, utcnow
+from llmops.store.schema import GatewayDeployment, utcnow
 
 ADMIN = Depends(RequireRole(Role.ADMIN))
 DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
@@ -222,30 +222,8 @@ def _replica_routes(router: APIRouter) -> None:
         return deployment_view(deployment)
 
 
-def _read_requests(gateway: Gateway, limit: int, key_id: str | None) -> list[dict[str, Any]]:
-    with gateway.home.store.read() as session:
-        query = select(GatewayRequest).order_by(GatewayRequest.ts.desc()).limit(limit)
-        if key_id is not None:
-            query = query.where(GatewayRequest.key_id == key_id)
-        rows = session.execute(query).scalars().all()
-        columns = [c.name for c in GatewayRequest.__table__.columns]
-        return [{c: getattr(row, c) for c in columns} for row in rows]
-
-
-def _log_routes(router: APIRouter) -> None:
-    @router.get("/api/requests", tags=["admin"], summary="The newest rows of the request log.")
-    async def requests(
-        request: Request,
-        limit: int = Query(100, ge=1, le=1000),
-        key_id: str | None = None,
-        principal: Principal = DEVELOPER,
-    ) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(_read_requests, _gateway(request), limit, key_id)
-
-
 def install_admin_routes(router: APIRouter) -> None:
     """Add the admin routes (under /api/) to ``router`` (the app's own: policies are checked per route)."""
     _key_routes(router)
     _deployment_routes(router)
     _replica_routes(router)
-    _log_routes(router)

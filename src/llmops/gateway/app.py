@@ -22,7 +22,9 @@ from llmops.gateway.admin import install_admin_routes
 from llmops.gateway.auth import Principal
 from llmops.gateway.config import GatewayConfig
 from llmops.gateway.middleware import GatewayMiddleware
+from llmops.gateway.monitor_routes import install_monitor_routes
 from llmops.gateway.policy import RequireRole, unguarded_routes
+from llmops.gateway.request_routes import install_request_routes
 from llmops.gateway.service import Gateway, build_gateway
 from llmops.gateway.upstreams import Upstream
 from llmops.security.roles import Role
@@ -132,6 +134,8 @@ def build_app(gateway: Gateway) -> FastAPI:
     _add_public_routes(app)
     _add_openai_routes(app)
     install_admin_routes(app.router)
+    install_request_routes(app.router)
+    install_monitor_routes(app.router)
     problems = unguarded_routes(app)
     if problems:
         raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.errors import InvalidInput
+from llmops.monitor.service import MonitorConfig
 
 
 class _Strict(BaseModel):
@@ -159,6 +160,22 @@ class HttpLimitsConfig(_Strict):
     max_header_bytes: int = Field(16 << 10, gt=0, description="Larger request headers get 431.")
 
 
+class GatewayMonitorConfig(MonitorConfig):
+    """Monitoring in the gateway: drift, online evaluation, feedback and alerts (``monitor:``)."""
+
+    enabled: bool = Field(True, description="Feed answered requests to the monitor and serve /v1/feedback.")
+    alert_rules_file: Path | None = Field(
+        None, description="YAML file of alert rules and webhooks (instead of inline alert_rules)."
+    )
+    drift_references: dict[str, str] = Field(
+        default_factory=dict,
+        description="Deployment -> dataset version (name@N) whose prompts are the drift reference.",
+    )
+    reference_sync_s: float = Field(
+        5.0, gt=0, description="How often workers pick up drift references set through the admin API."
+    )
+
+
 class GatewayConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(4000, ge=0, le=65535)
@@ -180,6 +197,12 @@ class GatewayConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     http: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig)
+    monitor: GatewayMonitorConfig = Field(default_factory=GatewayMonitorConfig)
+    metrics_multiprocess_dir: Path | None = Field(
+        None,
+        description="Folder of prometheus-client multiprocess files shared by the workers (with "
+        "PROMETHEUS_MULTIPROC_DIR set to it); /metrics then aggregates every worker. Unset: per worker.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
@@ -190,6 +213,11 @@ class GatewayConfig(_Strict):
             unknown = [f for f in deployment.fallbacks if f not in names or f == deployment.name]
             if unknown:
                 raise ValueError(f"deployment {deployment.name!r}: unknown fallbacks {unknown}")
+        unknown_refs = sorted(set(self.monitor.drift_references) - set(names))
+        if unknown_refs:
+            raise ValueError(f"monitor.drift_references names unknown deployments {unknown_refs}")
+        if self.monitor.alert_rules_file is not None and self.monitor.alert_rules.rules:
+            raise ValueError("monitor: give alert_rules or alert_rules_file, not both")
         needs_redis = self.limits.backend == "redis" or (self.cache.enabled and self.cache.backend == "redis")
         if needs_redis and not self.redis_url:
             raise ValueError("limits or cache use redis: set redis_url")

@@ -1,8 +1,19 @@
-"""Prometheus metrics of one gateway, in a registry of its own (no process-wide mutable state)."""
+"""Prometheus metrics of one gateway, in a registry of its own (no process-wide mutable state).
+
+With several worker processes, a scrape reaches one worker; in prometheus-client's multiprocess
+mode every worker writes its values to files in one folder and ``render`` aggregates all of them
+(counters and histograms summed, gauges per ``pid``). The mode must be chosen before the workers
+import prometheus-client: the process that starts them empties the folder
+(``prepare_multiprocess_dir``), sets ``PROMETHEUS_MULTIPROC_DIR`` to it in their environment, and
+sets ``metrics_multiprocess_dir`` in the gateway config to the same folder.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -10,7 +21,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class GatewayMetrics:
     """Counters and histograms the gateway updates on the request path."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -55,4 +67,18 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition of this worker, or of every worker in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        return generate_latest(registry)
+
+
+def prepare_multiprocess_dir(path: Path) -> Path:
+    """Create ``path`` for multiprocess metrics and remove files a previous run left (call before
+    starting the workers; stale files would add old counts to the new ones)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path

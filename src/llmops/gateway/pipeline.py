@@ -3,9 +3,10 @@
 Order and why: the deployment is resolved first (404 lists what the key may use); rate limits
 count the request (tokens as an estimate); a cache hit is answered at no cost; the budget reserves
 the worst-case cost; the request goes to a replica (retries and fallbacks in ``forward``); then
-``finish`` settles the budget at the actual cost, corrects the token count, records metrics and
-writes the log row (relaxed: queued; strict: committed before the response completes). ``finish``
-runs exactly once for every admitted request, whatever happens.
+``finish`` settles the budget at the actual cost, corrects the token count, records metrics,
+writes the log row (relaxed: queued; strict: committed before the response completes) and feeds an
+answered request to the monitor (drift, online evaluation, feedback). ``finish`` runs exactly once
+for every admitted request, whatever happens.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from llmops.gateway.deployments import DeploymentTable
 from llmops.gateway.forward import Attempt, Forwarder
 from llmops.gateway.limits import LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
+from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.openai_request import Endpoint, parse_request
 from llmops.gateway.outcome import Outcome, RequestContext, json_or_empty, usage_of
 from llmops.gateway.pricing import engine_seconds, request_cost, worst_case_cost
@@ -50,6 +52,7 @@ class Pipeline:
     shadow: ShadowMirror
     cache: ResponseCache | None = None
     log_writer: RequestLogWriter | None = None
+    monitor: GatewayMonitor | None = None
 
     async def handle(self, request_id: str, principal: Principal, raw: bytes, endpoint: Endpoint) -> Response:
         try:
@@ -191,6 +194,19 @@ class Pipeline:
             self.metrics.ttft.labels(deployment=config.name).observe(outcome.ttft_s)
         if self.log_writer is not None:
             await self._log(ctx, outcome, prompt, completion, cost, latency)
+        if self.monitor is not None and outcome.status == 200 and outcome.model_version is not None:
+            self._observe(ctx, outcome.model_version, outcome.completion)
+
+    def _observe(self, ctx: RequestContext, model_version: str, completion: str | None) -> None:
+        assert self.monitor is not None
+        self.monitor.observe(
+            request_id=ctx.request_id,
+            deployment=ctx.deployment.name,
+            model_version=model_version,
+            prompt=ctx.parsed.prompt_text,
+            completion=completion,
+            key_id=ctx.principal.key_id,
+        )
 
     async def _correct_tokens(self, ctx: RequestContext, actual: int) -> None:
         if ctx.admission is None:

@@ -30,6 +30,7 @@ from llmops.gateway.forward import Forwarder
 from llmops.gateway.health import HealthChecker
 from llmops.gateway.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from llmops.gateway.metrics import GatewayMetrics
+from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.overrides import OverrideSync, read_specs
 from llmops.gateway.pipeline import Pipeline
 from llmops.gateway.request_log import RequestLogWriter
@@ -54,6 +55,7 @@ class Gateway:
     health: HealthChecker
     log_writer: RequestLogWriter | None
     overrides: OverrideSync
+    monitor: GatewayMonitor | None = None
     redis: Redis | None = None
     active_health_checks: bool = True
     _started: bool = field(default=False)
@@ -62,6 +64,8 @@ class Gateway:
         if self._started:
             return
         self._started = True
+        if self.monitor is not None:
+            await self.monitor.start()
         for deployment in self.table.all():
             for replica in deployment.replicas():
                 await replica.upstream.start()
@@ -78,6 +82,8 @@ class Gateway:
         await self.health.stop()
         await self.overrides.stop()
         await self.pipeline.shadow.close()
+        if self.monitor is not None:
+            await self.monitor.stop()
         if self.log_writer is not None:
             await self.log_writer.close()
         for deployment in self.table.all():
@@ -122,7 +128,7 @@ def build_gateway(
 ) -> Gateway:
     """Wire a gateway. ``in_process`` adds upstreams to arms (keys ``deployment`` or ``deployment/arm``)."""
     rng = rng or random.Random()
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(config.metrics_multiprocess_dir)
     redis = _redis(config)
     make_upstream = make_upstream or http_upstream_factory(config)
     table = DeploymentTable.build(config, make_upstream, registry_resolver(home), in_process)
@@ -134,6 +140,9 @@ def build_gateway(
         spill = config.request_log.spill_dir or home.settings.resolved_home() / "gateway-spill"
         log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics)
     forwarder = Forwarder(table, config.health, metrics, rng)
+    monitor = (
+        GatewayMonitor(config.monitor, home, table, metrics.registry) if config.monitor.enabled else None
+    )
     pipeline = Pipeline(
         config=config,
         table=table,
@@ -144,6 +153,7 @@ def build_gateway(
         shadow=ShadowMirror(forwarder, log_writer, metrics, rng, log_prompts=config.request_log.log_prompts),
         cache=_cache(config, redis),
         log_writer=log_writer,
+        monitor=monitor,
     )
     return Gateway(
         config=config,
@@ -156,6 +166,7 @@ def build_gateway(
         health=HealthChecker(table, config.health),
         log_writer=log_writer,
         overrides=overrides,
+        monitor=monitor,
         redis=redis,
         active_health_checks=active_health_checks,
     )

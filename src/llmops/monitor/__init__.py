@@ -10,9 +10,16 @@ Owns:
 * ``alert_rules`` / ``alerts`` / ``alert_history`` / ``webhook``: alert rules (YAML), firing and
   resolved state, de-duplicated webhook notifications with retries, alert history;
 * ``online_eval`` / ``online_eval_queue``: reference-free scoring of a sampled share of traffic;
-* ``feedback``: the feedback message and per-version aggregates;
+* ``feedback``: the feedback message and per-version aggregates; ``feedback_store``: feedback
+  attached to its request (recent in memory, or in the request log) and its row;
+* ``request_search`` / ``request_export``: the request log searched, shown in full and exported
+  (JSONL, Parquet) with feedback and online scores joined;
+* ``store_writer``: the batched background writer of monitoring rows; ``alert_store``,
+  ``drift_store``, ``online_eval_store``: alerts, drift references and reports, online scores in
+  the store;
 * ``metrics``: every ``llmops_drift_*``, ``llmops_online_eval_*``, ``llmops_feedback_*``,
-  ``llmops_alert*`` and ``llmops_key_budget_*`` metric; ``service``: all of it wired together.
+  ``llmops_alert*``, ``llmops_key_budget_*`` and ``llmops_monitor_store_*`` metric; ``service``:
+  all of it wired together.
 
 May import ``store``, ``data``, ``evals``, ``errors`` and ``settings``. Must not import ``serve``,
 ``gateway``, ``deploy``, ``cli`` or anything else above the domain layer: the gateway feeds this

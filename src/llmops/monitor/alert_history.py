@@ -4,7 +4,9 @@
 appends each state change as one JSON line (an alert is written when it fires and again when it
 resolves; the last line of an id wins), reloads the file on start (so an evaluator that restarts
 adopts alerts still firing instead of notifying them twice) and compacts it when it grows to
-twice the kept records. ``list_alerts(path)`` reads the file for ``llmops monitor alerts``.
+twice the kept records. ``list_alerts(path)`` reads such a file. A ``listener`` sees every state
+change (the serving process stores alerts in the ``monitor_alerts`` table through it, see
+``alert_store``), and ``initial`` hands over alerts loaded from elsewhere.
 Writes are a single small append on a state change (rare), done in the caller's thread.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -45,27 +48,45 @@ class AlertRecord(BaseModel):
     resolved_at: datetime | None = Field(default=None, description="When it resolved (UTC).")
 
 
+AlertListener = Callable[[AlertRecord], None]
+
+
 class AlertHistory:
     """The latest state of recent alerts, persisted as JSON lines when ``path`` is given."""
 
-    def __init__(self, path: Path | None = None, *, max_records: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        max_records: int = 1000,
+        initial: Iterable[AlertRecord] = (),
+        listener: AlertListener | None = None,
+    ) -> None:
         if max_records < 1:
             raise InvalidInput("max_records must be at least 1", param="max_records")
         self.path = path
         self.max_records = max_records
+        self.listener = listener
         self._records: dict[str, AlertRecord] = {}
         self._lines = 0
         if path is not None and path.is_file():
             self._records, self._lines = _read(path)
-            self._trim()
-            if self._lines > 2 * self.max_records:
-                self._compact()
+        for record in initial:  # e.g. alerts a previous process left firing, read from the store
+            self._records.setdefault(record.id, record)
+        self._trim()
+        if path is not None and self._lines > 2 * self.max_records:
+            self._compact()
 
     def record(self, record: AlertRecord) -> None:
         """Store a new alert or a state change of one (same ``id``)."""
         self._records.pop(record.id, None)
         self._records[record.id] = record
         self._trim()
+        if self.listener is not None:
+            try:
+                self.listener(record)
+            except Exception:  # storing elsewhere must not stop the in-memory history
+                log.exception("alert history listener failed")
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

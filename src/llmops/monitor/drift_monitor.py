@@ -77,6 +77,10 @@ class DriftMonitor:
     def versions(self) -> list[str]:
         return sorted(self._tracked)
 
+    def tracks(self, model_version: str) -> bool:
+        """Whether ``model_version`` has a reference (O(1), for the request path)."""
+        return model_version in self._tracked
+
     def add_listener(self, listener: ReportListener) -> None:
         """Call ``listener(report)`` after every completed check (e.g. to store the report)."""
         self._listeners.append(listener)

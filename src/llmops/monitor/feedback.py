@@ -5,7 +5,8 @@
 up/down, and optionally a comment and a corrected output (what the answer should have been, which
 the maintenance loop can curate into training data). ``aggregate_feedback`` and
 ``FeedbackAggregator`` give per model version the feedback count, its rate per served request,
-positive/negative counts and the mean score. Storage comes with the gateway's request log.
+positive/negative counts and the mean score (``llmops_feedback_*``). ``feedback_store`` keeps
+feedback in the store, joined to the request log by the request id.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class FeedbackAggregator:
     def record_request(self, model_version: str) -> None:
         """Count one served request (the denominator of the feedback rate)."""
         self._requests[model_version] = self._requests.get(model_version, 0) + 1
+        self._export_rate(model_version)
 
     def record(self, model_version: str, feedback: Feedback) -> None:
         self._tallies.setdefault(model_version, _Tally()).add(feedback)
@@ -173,6 +175,14 @@ class FeedbackAggregator:
             self.metrics.feedback.labels(model_version=model_version, rating=feedback.rating).inc()
             if feedback.value is not None:
                 self.metrics.feedback_score.labels(model_version=model_version).observe(feedback.value)
+        self._export_rate(model_version)
+
+    def _export_rate(self, model_version: str) -> None:
+        requests = self._requests.get(model_version)
+        if self.metrics is not None and requests:
+            tally = self._tallies.get(model_version)
+            rate = tally.feedback / requests if tally is not None else 0.0
+            self.metrics.feedback_rate.labels(model_version=model_version).set(rate)
 
     def rates(self) -> list[FeedbackRate]:
         versions = sorted(set(self._tallies) | set(self._requests))

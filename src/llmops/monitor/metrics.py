@@ -1,8 +1,9 @@
 """Prometheus metrics of the monitoring package, in a registry the caller hands over.
 
 ``MonitorMetrics(registry)`` creates every ``llmops_drift_*``, ``llmops_online_eval_*``,
-``llmops_feedback_*``, ``llmops_alert*`` and ``llmops_key_budget_*`` metric in that registry (the
-gateway passes its own, so one ``/metrics`` shows both); with no registry it makes a private one.
+``llmops_feedback_*``, ``llmops_alert*``, ``llmops_key_budget_*`` and ``llmops_monitor_store_*``
+metric in that registry (the gateway passes its own, so one ``/metrics`` shows both); with no
+registry it makes a private one.
 The components of this package update these through small typed methods, so a metric name lives
 in exactly one place.
 """
@@ -22,6 +23,7 @@ class MonitorMetrics:
         self._add_feedback(self.registry)
         self._add_alerting(self.registry)
         self._add_budget(self.registry)
+        self._add_store(self.registry)
 
     def _add_drift(self, r: CollectorRegistry) -> None:
         self.drift_score = Gauge(
@@ -82,6 +84,10 @@ class MonitorMetrics:
             ["model_version"],
             registry=r,
         )
+        self.feedback_rate = Gauge(
+            "llmops_feedback_rate", "Feedback received per request served by this process, by version.",
+            ["model_version"], registry=r,
+        )  # fmt: skip
 
     def _add_alerting(self, r: CollectorRegistry) -> None:
         self.alerts_firing = Gauge(
@@ -110,6 +116,16 @@ class MonitorMetrics:
             ["key_id"],
             registry=r,
         )
+
+    def _add_store(self, r: CollectorRegistry) -> None:
+        self.store_written = Counter(
+            "llmops_monitor_store_written", "Monitoring rows (feedback, scores, alerts, drift) written.",
+            registry=r,
+        )  # fmt: skip
+        self.store_dropped = Counter(
+            "llmops_monitor_store_dropped", "Monitoring rows dropped because the write queue was full.",
+            registry=r,
+        )  # fmt: skip
 
     def set_key_budget(self, key_id: str, budget_usd: float, spent_usd: float) -> None:
         """Record a key's budget and spend (the gateway calls this after settling a request)."""

@@ -1,31 +1,52 @@
 """``Monitor``: drift, online evaluation, feedback and alerting wired together for one process.
 
-The gateway builds one ``Monitor`` with its Prometheus registry, calls ``on_response`` after each
-answered request (cheap: an append and a hash; scoring and checks run in the background) and
-``record_feedback`` for ``POST /v1/feedback``, and awaits ``start()``/``stop()`` with its lifespan.
-Alert rules read the samples of the monitor's registry and of any other registries handed over.
+The gateway builds one ``Monitor`` with its Prometheus registry (and its store, to keep results),
+calls ``on_response`` after each answered request (cheap: an append and a hash; scoring and checks
+run in the background), ``submit_feedback`` for ``POST /v1/feedback``, and awaits
+``start()``/``stop()`` with its lifespan. With a store, feedback, online-evaluation results, drift
+reports and alert state changes are written as rows by a batched background writer, and alerts a
+previous process left firing are adopted. Alert rules read the samples of the monitor's registry
+and of any other registries handed over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.errors import NotFound
 from llmops.evals.metric_base import MetricResources
-from llmops.monitor.alert_history import AlertHistory
+from llmops.monitor.alert_history import AlertHistory, AlertRecord
 from llmops.monitor.alert_rules import AlertRuleSet
+from llmops.monitor.alert_store import alert_row, firing_alerts
 from llmops.monitor.alerts import AlertEvaluator, MetricSample, samples_from_registry
+from llmops.monitor.drift import DriftReport
 from llmops.monitor.drift_config import DriftConfig
 from llmops.monitor.drift_monitor import DriftMonitor
+from llmops.monitor.drift_store import report_row
 from llmops.monitor.feedback import Feedback, FeedbackAggregator, parse_feedback
+from llmops.monitor.feedback_store import (
+    FeedbackReceipt,
+    FeedbackTarget,
+    RecentRequests,
+    feedback_row,
+    find_request,
+    receipt,
+)
 from llmops.monitor.metrics import MonitorMetrics
-from llmops.monitor.online_eval import OnlineEvalConfig, OnlineEvaluator
+from llmops.monitor.online_eval import OnlineEvalConfig, OnlineEvalRow, OnlineEvaluator
 from llmops.monitor.online_eval_queue import OnlineEvalQueue, ServedResponse
+from llmops.monitor.store_writer import MonitorStoreWriter
 from llmops.monitor.webhook import WebhookSender
+from llmops.store.database import Store
+from llmops.store.schema import OnlineEvalResult
+
+MayRate = Callable[[FeedbackTarget], bool]
 
 
 class MonitorConfig(BaseModel):
@@ -47,6 +68,12 @@ class MonitorConfig(BaseModel):
     alert_interval_s: float = Field(default=30.0, gt=0, description="Seconds between alert evaluations.")
     alert_history_path: Path | None = Field(default=None, description="JSON-lines file of the alert history.")
     webhook_queue_max: int = Field(default=100, ge=1, description="Notifications waiting per webhook target.")
+    recent_requests: int = Field(
+        default=10_000, ge=1, description="Answered requests remembered for feedback before the log has them."
+    )
+    store_flush_interval_s: float = Field(
+        default=0.5, gt=0, description="Longest a monitoring row waits in memory before it is written."
+    )
 
 
 class Monitor:
@@ -59,26 +86,39 @@ class Monitor:
         *,
         resources: MetricResources | None = None,
         alert_sources: Sequence[CollectorRegistry] = (),
+        store: Store | None = None,
     ) -> None:
         self.config = config = config or MonitorConfig()
+        self.store = store
         self.metrics = MonitorMetrics(registry)
+        self.writer: MonitorStoreWriter | None = None
+        if store is not None:
+            self.writer = MonitorStoreWriter(
+                store, flush_interval_s=config.store_flush_interval_s, metrics=self.metrics
+            )
+        self.recent = RecentRequests(config.recent_requests)
         self.drift = DriftMonitor(
             config.drift,
             window_size=config.drift_window_size,
             max_age_s=config.drift_max_age_s,
             metrics=self.metrics,
         )
+        self.drift.add_listener(self._store_report)
         self.feedback = FeedbackAggregator(self.metrics)
         self.online: OnlineEvalQueue | None = None
         if config.online_eval is not None:
             evaluator = OnlineEvaluator(config.online_eval, metrics=self.metrics, resources=resources)
-            self.online = OnlineEvalQueue(evaluator, queue_max=config.online_eval_queue_max)
+            self.online = OnlineEvalQueue(
+                evaluator, queue_max=config.online_eval_queue_max, on_rows=self._store_scores
+            )
         self.webhooks = WebhookSender(queue_max=config.webhook_queue_max, metrics=self.metrics)
+        history = AlertHistory(
+            config.alert_history_path,
+            initial=firing_alerts(store) if store is not None else (),
+            listener=self._store_alert,
+        )
         self.alerts = AlertEvaluator(
-            config.alert_rules,
-            sender=self.webhooks,
-            history=AlertHistory(config.alert_history_path),
-            metrics=self.metrics,
+            config.alert_rules, sender=self.webhooks, history=history, metrics=self.metrics
         )
         self._registries = [self.metrics.registry]
         self._registries += [r for r in alert_sources if all(r is not seen for seen in self._registries)]
@@ -97,8 +137,10 @@ class Monitor:
         embedding: Sequence[float] | None = None,
         label: str | None = None,
         token_count: int | None = None,
+        key_id: str | None = None,
     ) -> None:
         """Feed one answered request to drift, feedback rate and (if sampled) online evaluation."""
+        self.recent.add(FeedbackTarget(request_id, model_version, key_id))
         self.drift.observe(model_version, prompt, embedding=embedding, label=label, token_count=token_count)
         self.feedback.record_request(model_version)
         if self.online is not None:
@@ -110,10 +152,45 @@ class Monitor:
         self.feedback.record(model_version, feedback)
         return feedback
 
+    async def submit_feedback(
+        self, body: Any, *, key_id: str | None, may_rate: MayRate | None = None
+    ) -> FeedbackReceipt:
+        """Validate, attach to its request, count and store one feedback (``POST /v1/feedback``).
+
+        ``InvalidInput`` names a malformed field; ``NotFound`` (on ``request_id``) when the request
+        is neither recent nor in the request log, or ``may_rate(target)`` refuses it (another key's
+        request is reported as unknown, so ids of others cannot be probed).
+        """
+        feedback = parse_feedback(body)
+        target = self.recent.get(feedback.request_id)
+        if target is None and self.store is not None:
+            target = await asyncio.to_thread(find_request, self.store, feedback.request_id)
+        if target is None or (may_rate is not None and not may_rate(target)):
+            raise NotFound(
+                f"no request {feedback.request_id!r} answered with this key; send the 'id' of a "
+                "response (or its x-request-id header)",
+                param="request_id",
+            )
+        row = feedback_row(feedback, target, key_id=key_id)
+        if target.model_version:
+            self.feedback.record(target.model_version, feedback)
+        if self.writer is not None:
+            self.writer.submit(row)
+        return receipt(row, feedback)
+
     async def start(self) -> None:
-        """Start the scheduled drift checks and alert evaluation (call on the serving loop)."""
+        """Start the store writer, scheduled drift checks and alert evaluation (on the serving loop)."""
+        if self.writer is not None:
+            await self.writer.start()
         self.drift.start(self.config.drift_interval_s)
         self.alerts.start(self.samples, self.config.alert_interval_s)
+
+    async def flush(self) -> None:
+        """Score what is queued for online evaluation and write every pending row now."""
+        if self.online is not None:
+            await self.online.drain()
+        if self.writer is not None:
+            await self.writer.flush()
 
     async def stop(self) -> None:
         await self.alerts.stop()
@@ -122,3 +199,29 @@ class Monitor:
             await self.online.close()
             self.online.evaluator.close()
         await self.webhooks.close()
+        if self.writer is not None:
+            await self.writer.close()
+
+    def _store_report(self, report: DriftReport) -> None:
+        if self.writer is not None:
+            self.writer.submit(report_row(report))
+
+    def _store_scores(self, rows: list[OnlineEvalRow]) -> None:
+        if self.writer is None:
+            return
+        for row in rows:
+            self.writer.submit(
+                OnlineEvalResult(
+                    request_id=row.request_id,
+                    metric=row.metric[:100],
+                    model_version=row.model_version,
+                    value=row.value,
+                    raw_value=row.raw_value,
+                    error=row.error,
+                    scored_at=row.scored_at,
+                )
+            )
+
+    def _store_alert(self, record: AlertRecord) -> None:
+        if self.writer is not None:
+            self.writer.submit(alert_row(record))

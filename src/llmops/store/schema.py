@@ -241,3 +241,74 @@ class GatewayDeployment(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RequestFeedback(Base):
+    """Feedback on one served response (``POST /v1/feedback``), joined to the request log by id."""
+
+    __tablename__ = "feedback"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(300))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    thumbs: Mapped[str | None] = mapped_column(String(4))
+    comment: Mapped[str | None] = mapped_column(Text)
+    corrected_output: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True, default=utcnow)
+
+
+class OnlineEvalResult(Base):
+    """One reference-free metric on one sampled live response; ``value`` is 0..1, None on error."""
+
+    __tablename__ = "online_eval_results"
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(300), index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    raw_value: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonitorAlert(Base):
+    """One in-process alert occurrence: written when it fires, updated when it resolves."""
+
+    __tablename__ = "monitor_alerts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    metric: Mapped[str] = mapped_column(String(200))
+    op: Mapped[str] = mapped_column(String(2))
+    threshold: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON)
+    webhook: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DriftReference(Base):
+    """The reference profile (an artifact digest) live prompts of a model version are compared with."""
+
+    __tablename__ = "drift_references"
+    model_version: Mapped[str] = mapped_column(String(300), primary_key=True)
+    deployment: Mapped[str | None] = mapped_column(String(200))
+    profile_digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DriftReportRecord(Base):
+    """One drift check (scheduled in a serving process or run by ``llmops monitor drift``)."""
+
+    __tablename__ = "drift_reports"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(300))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    drifted: Mapped[bool]
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (Index("ix_drift_reports_version_checked", "model_version", "checked_at"),)

@@ -1,0 +1,149 @@
+"""Monitoring routes: ``POST /v1/feedback`` and the monitoring part of the admin API.
+
+* ``POST /v1/feedback`` (consumer): feedback on a response, by its ``x-request-id``. A key may rate
+  its own requests (developer and above: any request); malformed bodies get a 400 naming the field,
+  an unknown request a 404 on ``request_id``.
+* ``PUT /api/deployments/{name}/drift-reference`` (deployer): a dataset version's prompts become the
+  drift reference of every model version the deployment serves.
+* ``GET /api/monitor/drift`` and ``POST /api/monitor/drift/check`` (developer): references and the
+  latest reports, or a check now.
+* ``GET /api/monitor/alerts`` (developer): alerts firing and past; ``GET /api/monitor/online-eval``
+  (developer): online-evaluation scores per model version and metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.errors import InvalidInput, NotFound
+from llmops.gateway.auth import Principal
+from llmops.gateway.monitoring import GatewayMonitor
+from llmops.gateway.policy import RequireRole
+from llmops.gateway.service import Gateway
+from llmops.monitor.alert_store import list_stored_alerts
+from llmops.monitor.feedback_store import FeedbackTarget
+from llmops.monitor.online_eval_store import online_eval_summary
+from llmops.security.roles import Role
+
+CONSUMER = Depends(RequireRole(Role.CONSUMER))
+DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
+DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
+
+
+class ReferenceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(description="Dataset version (name@N) whose prompts are the reference.")
+    reason: str | None = Field(None, description="Why, for the audit log.")
+
+
+def _monitor(request: Request) -> GatewayMonitor:
+    gateway: Gateway = request.app.state.gateway
+    if gateway.monitor is None:
+        raise NotFound("monitoring is off in this gateway; set monitor.enabled: true", code="monitor_off")
+    return gateway.monitor
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("the feedback body is not valid JSON", param="body", code="invalid_json") from None
+
+
+def _feedback_route(router: APIRouter) -> None:
+    @router.post(
+        "/v1/feedback",
+        status_code=201,
+        tags=["monitoring"],
+        summary="Feedback (score or thumbs, comment, corrected output) on a response, by its request id.",
+    )
+    async def feedback(request: Request, principal: Principal = CONSUMER) -> JSONResponse:
+        monitor = _monitor(request)
+
+        def may_rate(target: FeedbackTarget) -> bool:
+            return target.key_id == principal.key_id or principal.key.role.allows(Role.DEVELOPER)
+
+        stored = await monitor.monitor.submit_feedback(
+            _json_body(await request.body()), key_id=principal.key_id, may_rate=may_rate
+        )
+        return JSONResponse(stored.to_json(), status_code=201)
+
+
+def _drift_routes(router: APIRouter) -> None:
+    @router.put(
+        "/api/deployments/{name}/drift-reference",
+        tags=["admin"],
+        summary="Set the drift reference of a deployment's model versions from a dataset version.",
+    )
+    async def set_reference(
+        name: str, body: ReferenceUpdate, request: Request, principal: Principal = DEPLOYER
+    ) -> dict[str, Any]:
+        monitor = _monitor(request)
+        deployment = monitor.table.get(name)
+        stored = await monitor.set_reference(
+            deployment, body.dataset, actor=f"key:{principal.key_id}", reason=body.reason
+        )
+        return {
+            "deployment": name,
+            "model_versions": [ref.model_version for ref in stored],
+            "digest": stored[0].digest,
+            "source": stored[0].source,
+        }
+
+    @router.get("/api/monitor/drift", tags=["admin"], summary="Drift references and the latest reports.")
+    async def drift(request: Request, principal: Principal = DEVELOPER) -> dict[str, Any]:
+        drift_monitor = _monitor(request).monitor.drift
+        latest = [drift_monitor.latest(version) for version in drift_monitor.versions()]
+        return {
+            "model_versions": drift_monitor.versions(),
+            "reports": [report.model_dump(mode="json") for report in latest if report is not None],
+        }
+
+    @router.post(
+        "/api/monitor/drift/check",
+        tags=["admin"],
+        summary="Check drift of every tracked model version now (windows too small are skipped).",
+    )
+    async def check(request: Request, principal: Principal = DEVELOPER) -> list[dict[str, Any]]:
+        reports = await _monitor(request).monitor.drift.check_all()
+        return [report.model_dump(mode="json") for report in reports]
+
+
+def _status_routes(router: APIRouter) -> None:
+    @router.get("/api/monitor/alerts", tags=["admin"], summary="Alerts firing now and in the past.")
+    async def alerts(
+        request: Request,
+        status: Literal["firing", "resolved"] | None = Query(None, description="firing or resolved."),
+        limit: int = Query(100, ge=1, le=1000),
+        principal: Principal = DEVELOPER,
+    ) -> list[dict[str, Any]]:
+        monitor = _monitor(request)
+        records = await asyncio.to_thread(list_stored_alerts, monitor.home.store, status=status, limit=limit)
+        return [record.model_dump(mode="json") for record in records]
+
+    @router.get(
+        "/api/monitor/online-eval",
+        tags=["admin"],
+        summary="Online-evaluation scores per model version and metric (stored results).",
+    )
+    async def online_eval(
+        request: Request,
+        version: str | None = Query(None, description="Only this model version."),
+        principal: Principal = DEVELOPER,
+    ) -> list[dict[str, Any]]:
+        monitor = _monitor(request)
+        summary = await asyncio.to_thread(online_eval_summary, monitor.home.store, model_version=version)
+        return [item.model_dump(mode="json") for item in summary]
+
+
+def install_monitor_routes(router: APIRouter) -> None:
+    """Add the feedback route and the monitoring admin routes to ``router``."""
+    _feedback_route(router)
+    _drift_routes(router)
+    _status_routes(router)
