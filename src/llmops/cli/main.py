@@ -18,6 +18,7 @@ from llmops.cli import (
     keys,
     models,
     monitor,
+    privacy,
     replica,
     requests,
     runs,
@@ -42,6 +43,7 @@ app.add_typer(train.app, name="train")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
+app.add_typer(privacy.app, name="privacy")
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve_gateway.serve)
 app.command("replica")(replica.replica)

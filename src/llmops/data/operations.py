@@ -165,3 +165,37 @@ def split(
     if made["train"] is None:
         raise InvalidInput("the split left no training rows; raise the train fraction", param="fractions")
     return SplitVersions(made["train"], made["validation"], made["test"])
+
+
+def from_request_log(
+    store: DatasetStore,
+    name: str,
+    *,
+    deployment: str | None = None,
+    model_version: str | None = None,
+    only_ok: bool = True,
+    limit: int = 100_000,
+) -> DatasetVersionInfo:
+    """Build a prompt/completion dataset from logged requests (with ``user`` and ``request_id``,
+    so privacy erasure can find a person's rows later)."""
+    from sqlalchemy import select
+
+    from llmops.store.schema import GatewayRequest
+
+    query = select(GatewayRequest).where(GatewayRequest.shadow_of.is_(None)).order_by(GatewayRequest.ts)
+    if deployment is not None:
+        query = query.where(GatewayRequest.deployment == deployment)
+    if model_version is not None:
+        query = query.where(GatewayRequest.model_version == model_version)
+    if only_ok:
+        query = query.where(GatewayRequest.status == 200)
+    with store.store.read() as session:
+        logged = session.execute(query.limit(limit)).scalars().all()
+        rows: list[Row] = [
+            {"prompt": r.prompt, "completion": r.completion, "user": r.user, "request_id": r.id}
+            for r in logged
+            if r.prompt and r.completion
+        ]
+    params = {"deployment": deployment, "model_version": model_version, "only_ok": only_ok}
+    record = {"name": "from_request_log", "params": params}
+    return _commit(store, name, rows, SchemaKind.PROMPT_COMPLETION, record, source="request_log")

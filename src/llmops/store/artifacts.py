@@ -216,6 +216,16 @@ class ArtifactStore:
             self._materialise(digest, self.manifest(digest), tree)
         return tree
 
+    def purge(self, digest: str) -> None:
+        """Delete a file artifact's bytes for good: the one exception to immutability, for erasure
+        of personal data. Directories share blobs with others, so only file artifacts are purged."""
+        blob = self._blob(digest)
+        if self._manifest_path(digest).exists():
+            raise InvalidInput("only file artifacts can be purged", param="digest")
+        if blob.exists():
+            os.chmod(blob, 0o644)
+            blob.unlink()
+
     def _materialise(self, digest: str, manifest: Manifest, tree: Path) -> None:
         staging = self.root / "tmp" / f"tree-{uuid.uuid4().hex}"
         for entry in manifest.files:

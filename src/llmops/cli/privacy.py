@@ -1,0 +1,46 @@
+"""`llmops privacy`: where a person's data is, and erasing it everywhere."""
+
+from __future__ import annotations
+
+import typer
+
+from llmops.cli.context import console, home_of
+
+app = typer.Typer(help="Privacy: subject reports and erasure.", no_args_is_help=True)
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context, subject: str = typer.Option(..., "--subject", help="The user id to look for.")
+) -> None:
+    """List everywhere the subject's data is: requests, feedback, datasets, evaluations, models."""
+    from llmops.privacy.subject import find_subject
+
+    found = find_subject(home_of(ctx), subject)
+    console.print(f"requests: {len(found.request_ids)}  feedback: {found.feedback_rows}")
+    for ref, rows in found.rows_per_dataset.items():
+        console.print(f"dataset {ref}: {rows} rows")
+    for run_id in found.eval_runs:
+        console.print(f"evaluation run {run_id} (its stored outputs)")
+    for ref in found.model_versions:
+        console.print(f"model version {ref} (trained on the data above)")
+
+
+@app.command("erase")
+def erase(
+    ctx: typer.Context,
+    subject: str = typer.Option(..., "--subject", help="The user id whose data to erase."),
+    reason: str | None = typer.Option(None, help="Why, for the audit log (e.g. a ticket number)."),
+) -> None:
+    """Delete the subject's requests and feedback, rewrite datasets without them, flag models."""
+    from llmops.privacy.erasure import erase_subject
+
+    result = erase_subject(home_of(ctx), subject, reason=reason)
+    console.print(
+        f"erased {len(result.report.request_ids)} requests and {result.report.feedback_rows} feedback rows"
+    )
+    for old, new in result.replaced.items():
+        console.print(f"dataset {old} replaced by {new}")
+    for ref in result.report.model_versions:
+        console.print(f"model version {ref} flagged as trained on erased data")
+    console.print(f"audit event {result.audit_seq}")
