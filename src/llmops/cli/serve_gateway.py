@@ -79,6 +79,12 @@ def serve(
     if resolved.workers == 1:
         uvicorn.run(_app(resolved, ctx), host=resolved.host, port=resolved.port, log_level="warning")
         return
+    # Several workers: /metrics aggregates every worker through prometheus-client's multiprocess dir.
+    from llmops.gateway.metrics import prepare_multiprocess_dir
+
+    metrics_dir = prepare_multiprocess_dir(settings.resolved_home() / "prometheus-multiproc")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    resolved = resolved.model_copy(update={"metrics_multiprocess_dir": metrics_dir})
     path = settings.resolved_home() / "gateway-config.json"
     path.write_text(json.dumps(resolved.model_dump(mode="json")))
     os.environ[CONFIG_ENV] = str(path)
