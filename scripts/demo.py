@@ -6,11 +6,17 @@ runs, so what you see is what a user would type. Stages that are not built yet a
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,10 +25,7 @@ RECIPE = ROOT / "src" / "llmops" / "train" / "recipes" / "demo-intent.yaml"
 SUITES = ROOT / "examples" / "demo"
 ENV = {**os.environ, "LLMOPS_HOME": str(HOME), "LLMOPS_ACTOR": "demo"}
 
-NOT_YET = [
-    "serving behind an OpenAI-compatible API through the gateway (keys, limits, budgets)",
-    "monitoring (metrics, drift, alerts) and the maintenance loop",
-]
+NOT_YET = ["the maintenance loop (drift or quality triggers retraining, canary, promote or roll back)"]
 
 
 def step(title: str) -> None:
@@ -39,6 +42,97 @@ def llmops(*args: str, expect: int = 0, quiet: bool = False) -> str:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"demo step failed (exit {done.returncode}): llmops {shlex.join(args)}")
     return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} exited with code {process.returncode}; see {HOME}/*.log")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not become ready in {seconds:.0f}s")
+
+
+@contextlib.contextmanager
+def background(name: str, *args: str, ready: str) -> Iterator[None]:
+    """Run `llmops ARGS` in the background until the block ends; its output goes to HOME/NAME.log."""
+    print(f"$ llmops {shlex.join(args)} &", flush=True)
+    log = (HOME / f"{name}.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "llmops", *args], env=ENV, stdout=log, stderr=log)
+    try:
+        wait_ready(ready, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def ask(base_url: str, key: str, prompts: list[str]) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=key)
+    for prompt in prompts:
+        answer = client.completions.create(model="demo-intent", prompt=prompt, max_tokens=24, temperature=0)
+        print(f"  {prompt!r} -> {answer.choices[0].text!r} ({answer.usage.total_tokens} tokens)")
+    try:
+        openai.OpenAI(base_url=base_url, api_key="sk-llmops-not-a-key").models.list()
+    except openai.AuthenticationError as exc:
+        print(f"  a wrong key gets {exc.status_code}: {exc.message}")
+
+
+def serve_through_gateway() -> None:
+    replica_port, gateway_port = free_port(), free_port()
+    replica = (
+        "replica",
+        "--model",
+        "demo-intent@production",
+        "--served-model-name",
+        "demo-intent",
+        "--port",
+        str(replica_port),
+        "--threads",
+        "1",
+    )
+    with background("replica", *replica, ready=f"http://127.0.0.1:{replica_port}/readyz"):
+        created = json.loads(
+            llmops(
+                "keys",
+                "create",
+                "--name",
+                "demo-app",
+                "--role",
+                "consumer",
+                "--rpm",
+                "600",
+                "--json",
+                quiet=True,
+            )
+        )
+        print(f"  key {created['key'][:14]}... (shown once, stored only as an HMAC)")
+        gateway = (
+            "serve",
+            "--deployment",
+            f"demo-intent=http://127.0.0.1:{replica_port}",
+            "--allow-loopback",
+            "--free",
+            "--port",
+            str(gateway_port),
+        )
+        with background("gateway", *gateway, ready=f"http://127.0.0.1:{gateway_port}/readyz"):
+            llmops("data", "export", "intent-clean-test", "-o", str(HOME / "test.jsonl"), quiet=True)
+            test_rows = [json.loads(line) for line in (HOME / "test.jsonl").read_text().splitlines()[:4]]
+            ask(f"http://127.0.0.1:{gateway_port}/v1", created["key"], [r["prompt"] for r in test_rows])
+    llmops("keys", "list")
 
 
 def score_line(report: str, metric: str) -> str:
@@ -107,7 +201,10 @@ def main() -> None:
     llmops("models", "lineage", "demo-intent@production")
     llmops("models", "card", "demo-intent@production")
 
-    step("6. The audit log records every change and verifies its hash chain")
+    step("6. Serve the production version and call it through the gateway with an API key")
+    serve_through_gateway()
+
+    step("7. The audit log records every change and verifies its hash chain")
     llmops("audit", "verify")
 
     step("Not built yet (coming in later stages)")

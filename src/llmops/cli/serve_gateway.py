@@ -59,6 +59,13 @@ def serve(
     ),
     usd_per_engine_second: float | None = typer.Option(None, help="Price of --deployment models."),
     free: bool = typer.Option(False, "--free", help="Serve --deployment models at no cost, on purpose."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Serve this registry reference in-process (the embedded shape; one worker).",
+    ),
+    threads: int | None = typer.Option(None, min=1, help="--model: torch threads of the in-process engine."),
 ) -> None:
     """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging)."""
     import uvicorn
@@ -74,6 +81,9 @@ def serve(
     resolved = build_config(config, deployment, overrides, price)
     settings = settings_of(ctx)
     home_of(ctx)  # create and migrate the embedded store before workers start
+    if model is not None:
+        _serve_in_process(ctx, resolved, model, price, threads)
+        return
     names = ", ".join(d.name for d in resolved.deployments) or "no deployments yet"
     console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
     if resolved.workers == 1:
@@ -97,6 +107,42 @@ def serve(
         workers=resolved.workers,
         log_level="warning",
     )
+
+
+def _serve_in_process(
+    ctx: typer.Context, config: GatewayConfig, ref: str, price: dict[str, Any], threads: int | None
+) -> None:
+    """``llmops serve --model REF``: the engine, its replica app and the gateway in one process."""
+    import uvicorn
+
+    from llmops.engine.config import EngineConfig
+    from llmops.gateway.app import create_app
+    from llmops.gateway.upstreams import AsgiUpstream
+    from llmops.registry.references import parse_ref
+    from llmops.serve import ServeConfig
+    from llmops.serve.replica import prepare_replica
+
+    if config.workers != 1:
+        raise InvalidInput(
+            "--model runs in one process; drop --workers or serve replicas by URL", param="workers"
+        )
+    name = parse_ref(ref).name
+    try:  # check the price before spending time loading weights
+        spec = GatewayConfig.model_validate({"deployments": [{"name": name, "model": ref, "price": price}]})
+    except ValueError as exc:
+        raise InvalidInput(
+            f"--model {ref}: {exc}; pass --free or --usd-per-engine-second", param="price"
+        ) from None
+    engine = EngineConfig(threads=threads) if threads else None
+    replica, _ = prepare_replica(
+        ref, ServeConfig(served_model_name=name), engine=engine, open_store=lambda: home_of(ctx)
+    )
+    deployments = [d for d in config.deployments if d.name != name]
+    deployments.append(spec.deployments[0])
+    config = config.model_copy(update={"deployments": deployments})
+    app = create_app(config, home_of(ctx), in_process={name: [AsgiUpstream(replica, f"in-process:{ref}")]})
+    console.print(f"serving {ref} in-process as deployment {name!r}")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
 
 
 def _app(config: GatewayConfig, ctx: typer.Context) -> Any:

@@ -1,0 +1,169 @@
+"""Model runner: turns a step's scheduled chunks into one forward pass and returns logits.
+
+Owns the paged KV cache tensors. Layout of one forward (``T`` = scheduled tokens): rows
+``0 .. B-1`` are the single-token chunks (decodes), then each multi-token (prefill) chunk's rows
+in order. Only the rows that pick a next token go through the LM head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmops.engine.adapters import BASE_ADAPTER, AdapterSet
+from llmops.engine.paged_attention import BATCH_KWARG, AttentionBatch, DecodeGroup, PrefillSpan
+from llmops.engine.scheduler import ScheduledChunk
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Tensors of one forward pass and which rows sample."""
+
+    input_ids: torch.Tensor  # [T, 1]
+    position_ids: torch.Tensor  # [T, 1]
+    attention: AttentionBatch
+    sample_rows: torch.Tensor  # [S]: rows whose hidden state picks a token
+    sample_chunks: list[ScheduledChunk]  # [S], same order
+    row_adapters: list[str] | None  # [T] adapter per row, None when no row uses one
+
+
+class ModelRunner:
+    """Runs a transformers causal LM over the paged cache."""
+
+    def __init__(self, adapters: AdapterSet, num_blocks: int, block_size: int, dtype: torch.dtype) -> None:
+        self.adapters = adapters
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        config = adapters.base_model.config.get_text_config()
+        self.num_layers = int(config.num_hidden_layers)
+        self.num_kv_heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+        self.head_dim = int(
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        )
+        shape = (self.num_layers, num_blocks * block_size, self.num_kv_heads, self.head_dim)
+        self.key_cache = torch.zeros(shape, dtype=dtype)
+        self.value_cache = torch.zeros(shape, dtype=dtype)
+        self._block_numel = block_size * self.num_kv_heads * self.head_dim
+        self._workspace = torch.empty(0, dtype=dtype)
+
+    @torch.inference_mode()
+    def execute(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], torch.Tensor]:
+        """Run ``chunks``; return the sampling chunks and their logits ``[S, vocab]`` in float32."""
+        batch = self.prepare(chunks)
+        return batch.sample_chunks, self.forward(batch)
+
+    def forward(self, batch: PreparedBatch) -> torch.Tensor:
+        model = self.adapters.base_model
+        with self.adapters.activate(batch.row_adapters):
+            hidden = model.get_decoder()(
+                input_ids=batch.input_ids,
+                position_ids=batch.position_ids,
+                use_cache=False,
+                **{BATCH_KWARG: batch.attention},
+            ).last_hidden_state  # [T, 1, hidden]
+        picked = hidden[batch.sample_rows, 0]  # [S, hidden]
+        sample_adapters = None
+        if batch.row_adapters is not None:
+            sample_adapters = [batch.row_adapters[int(row)] for row in batch.sample_rows]
+        with self.adapters.activate(sample_adapters):
+            logits = model.get_output_embeddings()(picked)  # [S, vocab]
+        return logits.float()
+
+    def prepare(self, chunks: list[ScheduledChunk]) -> PreparedBatch:
+        decodes = [c for c in chunks if c.num_tokens == 1]
+        prefills = [c for c in chunks if c.num_tokens > 1]
+        ordered = decodes + prefills
+        tokens: list[int] = []
+        positions: list[int] = []
+        for chunk in ordered:
+            tokens.extend(chunk.seq.token_ids[chunk.start : chunk.start + chunk.num_tokens])
+            positions.extend(range(chunk.start, chunk.start + chunk.num_tokens))
+        decode_group, decode_slots = self._decode_group(decodes)
+        spans, prefill_slots = self._prefill_spans(prefills, first_row=len(decodes))
+        slot_mapping = torch.cat([decode_slots, *prefill_slots]) if prefills else decode_slots
+        sample_rows: list[int] = []
+        sample_chunks: list[ScheduledChunk] = []
+        row = 0
+        for chunk in ordered:
+            row += chunk.num_tokens
+            if chunk.samples:
+                sample_rows.append(row - 1)
+                sample_chunks.append(chunk)
+        gathered = max([len(decode_group.blocks) if decode_group else 0] + [len(s.blocks) for s in spans])
+        return PreparedBatch(
+            input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(1),
+            position_ids=torch.tensor(positions, dtype=torch.long).unsqueeze(1),
+            attention=AttentionBatch(
+                self.key_cache,
+                self.value_cache,
+                self.block_size,
+                slot_mapping,
+                self._workspace_for(gathered),
+                decode_group,
+                spans,
+            ),
+            sample_rows=torch.tensor(sample_rows, dtype=torch.long),
+            sample_chunks=sample_chunks,
+            row_adapters=self._row_adapters(ordered),
+        )
+
+    def _workspace_for(self, blocks: int) -> torch.Tensor:
+        """The gather buffer, grown (doubling) to hold K and V of ``blocks`` blocks."""
+        needed = 2 * blocks * self._block_numel
+        if self._workspace.numel() < needed:
+            self._workspace = torch.empty(
+                max(needed, 2 * self._workspace.numel()), dtype=self.key_cache.dtype
+            )
+        return self._workspace
+
+    def _decode_group(self, decodes: list[ScheduledChunk]) -> tuple[DecodeGroup | None, torch.Tensor]:
+        """Block ids ``[B * nb]`` of every decode row's context, its mask, and the new-token slots."""
+        if not decodes:
+            return None, torch.empty(0, dtype=torch.long)
+        context = torch.tensor([c.start + 1 for c in decodes], dtype=torch.long)  # [B]
+        longest = int(context.max())
+        num_blocks = -(-longest // self.block_size)
+        # Block tables padded with block 0 (masked out): [B, nb].
+        tables = torch.tensor([self._padded(c.seq.block_table, num_blocks) for c in decodes])
+        last = context - 1  # position of the new token
+        new_slots = tables.gather(1, (last // self.block_size).unsqueeze(1)).squeeze(1) * self.block_size
+        new_slots += last % self.block_size
+        mask = None
+        if int(context.min()) != longest:
+            mask = (torch.arange(longest) < context.unsqueeze(1)).view(len(decodes), 1, 1, longest)
+        return DecodeGroup(len(decodes), tables.flatten(), longest, mask), new_slots
+
+    @staticmethod
+    def _padded(table: list[int], length: int) -> list[int]:
+        head = table[:length]
+        return head + [0] * (length - len(head))
+
+    def _prefill_spans(
+        self, prefills: list[ScheduledChunk], first_row: int
+    ) -> tuple[list[PrefillSpan], list[torch.Tensor]]:
+        spans: list[PrefillSpan] = []
+        new_slots: list[torch.Tensor] = []
+        row = first_row
+        for chunk in prefills:
+            end = chunk.start + chunk.num_tokens
+            blocks = torch.tensor(chunk.seq.block_table[: -(-end // self.block_size)], dtype=torch.long)
+            positions = torch.arange(chunk.start, end)
+            new_slots.append(
+                blocks[positions // self.block_size] * self.block_size + positions % self.block_size
+            )
+            mask = None
+            if chunk.start > 0:
+                # Query i (position start + i) sees keys 0 .. start + i: [n, end].
+                mask = torch.ones(chunk.num_tokens, end, dtype=torch.bool).tril(diagonal=chunk.start)
+            spans.append(PrefillSpan(row, row + chunk.num_tokens, chunk.start, blocks, mask))
+            row += chunk.num_tokens
+        return spans, new_slots
+
+    def _row_adapters(self, ordered: list[ScheduledChunk]) -> list[str] | None:
+        if not any(chunk.seq.adapter for chunk in ordered):
+            return None
+        names: list[str] = []
+        for chunk in ordered:
+            names.extend([chunk.seq.adapter or BASE_ADAPTER] * chunk.num_tokens)
+        return names

@@ -1,0 +1,186 @@
+"""``TransformersBackend``: the in-process engine behind the ``Backend`` contract.
+
+Loads a local model directory (config, safetensors weights, tokenizer; never a hub download),
+validates and admits requests on the caller's event loop, and streams their tokens from the engine
+thread. Owns the tokenizer: prompts, chat templates, incremental text and stop strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmops.engine.config import EngineConfig
+from llmops.engine.engine_loop import EngineLoop, RequestStream
+from llmops.engine.llm_engine import DTYPES, LLMEngine
+from llmops.engine.output_processor import OutputProcessor
+from llmops.engine.paged_attention import register_paged_attention
+from llmops.engine.sequence import Sequence
+from llmops.engine.types import (
+    Backend,
+    EngineStats,
+    GenerationRequest,
+    HealthStatus,
+    ModelInfo,
+    TokenEvent,
+)
+from llmops.engine.validation import RequestLimits, prompt_token_ids, validate_request
+from llmops.errors import Conflict, InvalidInput
+
+
+def load_causal_lm(model_dir: Path, dtype: str) -> Any:
+    """A transformers causal LM from a local directory, its attention routed to the paged cache."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, local_files_only=True, dtype=DTYPES[dtype], attn_implementation=register_paged_attention()
+    )
+    return model.eval()
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """End-of-sequence ids from the generation config, the model config and the tokenizer."""
+    found: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            found.add(value)
+        elif isinstance(value, list | tuple):
+            found.update(int(v) for v in value)
+    return frozenset(found)
+
+
+class TransformersBackend(Backend):
+    """Continuous batching over a paged KV cache for a local transformers model (CPU or GPU)."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        config: EngineConfig | None = None,
+        adapters: dict[str, Path] | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.config = config or EngineConfig()
+        self.model_id = model_id or self.model_dir.name
+        # Deliberately process-wide: torch has one intra-op pool, and the engine thread uses it.
+        torch.set_num_threads(self.config.threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        model = load_causal_lm(self.model_dir, self.config.dtype)
+        self.engine = LLMEngine(model, self.config, eos_token_ids(model, self.tokenizer))
+        for name, path in (adapters or {}).items():
+            self.engine.adapters.load(name, Path(path))
+        self._loop = EngineLoop(self.engine, name=f"llmops-engine-{self.model_id}")
+        self._in_flight: set[str] = set()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model_id, self.engine.max_model_len, self.engine.adapters.names)
+
+    def limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_model_len=self.engine.max_model_len,
+            vocab_size=self.engine.vocab_size,
+            max_top_logprobs=self.config.max_top_logprobs,
+            adapters=self.engine.adapters.names,
+        )
+
+    async def start(self) -> None:
+        self._loop.start()
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self._loop.stop)
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        return self._generate(request)
+
+    async def _generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        prompt_ids, source = prompt_token_ids(request, self.tokenizer)
+        validate_request(request, prompt_ids, source, self.limits())
+        if request.request_id in self._in_flight:
+            raise Conflict(f"request id {request.request_id!r} is already in flight", param="request_id")
+        self.engine.admission.admit(len(prompt_ids))
+        self._loop.start()
+        stream = RequestStream(
+            asyncio.get_running_loop(),
+            asyncio.Queue(),
+            OutputProcessor(request.request_id, self.tokenizer, prompt_ids, request.sampling),
+        )
+        seq = Sequence(
+            request.request_id,
+            prompt_ids,
+            request.sampling,
+            adapter=request.adapter,
+            deadline=request.deadline,
+        )
+        self._in_flight.add(request.request_id)
+        self._loop.submit(seq, stream)
+        finished = False
+        try:
+            while not finished:
+                event = await stream.queue.get()
+                finished = event.finish_reason is not None
+                yield event
+        finally:
+            self._in_flight.discard(request.request_id)
+            if not finished:
+                # The consumer went away (disconnect, cancellation): free the blocks at the next step.
+                self._loop.abort(request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if self._loop.alive:
+            await asyncio.wrap_future(self._loop.abort(request_id))
+
+    async def health(self) -> HealthStatus:
+        if self._loop.shut_down:
+            return HealthStatus(False, "the engine was shut down")
+        if self._loop.alive or not self._loop.started:
+            return HealthStatus(True, self._loop.last_step_error or "")
+        return HealthStatus(False, "the engine thread stopped")
+
+    def stats(self) -> EngineStats:
+        return self._loop.stats() if self._loop.alive else self.engine.stats()
+
+    def count_tokens(self, text: str) -> int | None:
+        return len(self.tokenizer(text).input_ids)
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """Mean-pooled last hidden state (after the final norm) of each text, base model only."""
+        batches = []
+        for index, text in enumerate(texts):
+            ids = list(self.tokenizer(text).input_ids)
+            if not text or not ids:
+                raise InvalidInput(f"input {index} is empty", param="input")
+            if len(ids) > self.engine.max_model_len:
+                raise InvalidInput(
+                    f"input {index} has {len(ids)} tokens; the limit is {self.engine.max_model_len}",
+                    param="input",
+                )
+            batches.append(ids)
+        return await self._on_engine_thread(lambda: [self._embed_one(ids) for ids in batches])
+
+    @torch.inference_mode()
+    def _embed_one(self, ids: list[int]) -> list[float]:
+        adapters = self.engine.adapters
+        with adapters.activate(None):
+            # No paged batch: the attention falls back to plain causal SDPA. [1, L, hidden]
+            hidden = adapters.base_model.get_decoder()(input_ids=torch.tensor([ids]), use_cache=False)
+        return [float(x) for x in hidden.last_hidden_state[0].float().mean(dim=0)]
+
+    async def load_adapter(self, name: str, path: Path) -> None:
+        """Load a peft LoRA adapter; requests may use it as soon as this returns."""
+        await self._on_engine_thread(lambda: self.engine.load_adapter(name, Path(path)))
+
+    async def unload_adapter(self, name: str) -> None:
+        """Unload an adapter; refused with Conflict while requests use it."""
+        await self._on_engine_thread(lambda: self.engine.unload_adapter(name))
+
+    async def _on_engine_thread(self, fn: Any) -> Any:
+        self._loop.start()
+        return await asyncio.wrap_future(self._loop.call(fn))
