@@ -77,17 +77,92 @@ def background(name: str, *args: str, ready: str) -> Iterator[None]:
         log.close()
 
 
-def ask(base_url: str, key: str, prompts: list[str]) -> None:
+def new_key(name: str, role: str) -> str:
+    created = json.loads(llmops("keys", "create", "--name", name, "--role", role, "--json", quiet=True))
+    print(f"  {role} key {created['key'][:14]}... (shown once, stored only as an HMAC)")
+    return str(created["key"])
+
+
+def rows_of(dataset: str, count: int) -> list[dict[str, str]]:
+    path = HOME / f"{dataset}.jsonl"
+    llmops("data", "export", dataset, "-o", str(path), quiet=True)
+    return [json.loads(line) for line in path.read_text().splitlines()[:count]]
+
+
+def ask(base_url: str, key: str, prompts: list[str], *, show: int = 0) -> None:
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key=key)
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
         answer = client.completions.create(model="demo-intent", prompt=prompt, max_tokens=24, temperature=0)
-        print(f"  {prompt!r} -> {answer.choices[0].text!r} ({answer.usage.total_tokens} tokens)")
+        if i < show:
+            print(f"  {prompt!r} -> {answer.choices[0].text!r} ({answer.usage.total_tokens} tokens)")
+
+
+def show_metrics(url: str, key: str, prefixes: tuple[str, ...]) -> None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(prefixes):
+            print(f"  {line}")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
+def drift_check(version: str, since: str) -> None:
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops",
+            "monitor",
+            "drift",
+            "--version",
+            version,
+            "--reference",
+            "intent-clean-train@1",
+            "--since",
+            since,
+        ],
+        env=ENV,
+        text=True,
+        capture_output=True,
+    )
+    print(f"$ llmops monitor drift --version {version} --reference intent-clean-train@1 --since {since}")
+    sys.stdout.write(code.stdout)
+    verdict = {0: "no drift", 1: "drifted"}.get(code.returncode, "error")
+    print(f"  exit {code.returncode} ({verdict})")
+
+
+def traffic_and_monitoring(gateway: str, consumer: str, developer: str) -> None:
+    import openai
+
+    default_from = now_iso()
+    time.sleep(1)
+    ask(f"{gateway}/v1", consumer, [r["prompt"] for r in rows_of("intent-clean-test", 80)], show=4)
     try:
-        openai.OpenAI(base_url=base_url, api_key="sk-llmops-not-a-key").models.list()
+        openai.OpenAI(base_url=f"{gateway}/v1", api_key="sk-llmops-not-a-key").models.list()
     except openai.AuthenticationError as exc:
         print(f"  a wrong key gets {exc.status_code}: {exc.message}")
+    version = json.loads(llmops("models", "show", "demo-intent@production", "--json", quiet=True))
+    ref = f"demo-intent@{version['version']}"
+    time.sleep(1)  # the request log is written in batches
+    drift_check(ref, default_from)
+    shifted_from = now_iso()
+    time.sleep(1)
+    ask(f"{gateway}/v1", consumer, [r["prompt"] for r in rows_of("intent-shifted", 80)], show=2)
+    time.sleep(1)  # the request log is written in batches
+    drift_check(ref, shifted_from)
+    print("  live gateway metrics:")
+    show_metrics(
+        f"{gateway}/metrics",
+        developer,
+        ("llmops_gateway_requests_total", "llmops_gateway_latency_seconds_count"),
+    )
+    llmops("requests", "search", "--limit", "3")
 
 
 def serve_through_gateway() -> None:
@@ -104,21 +179,8 @@ def serve_through_gateway() -> None:
         "1",
     )
     with background("replica", *replica, ready=f"http://127.0.0.1:{replica_port}/readyz"):
-        created = json.loads(
-            llmops(
-                "keys",
-                "create",
-                "--name",
-                "demo-app",
-                "--role",
-                "consumer",
-                "--rpm",
-                "600",
-                "--json",
-                quiet=True,
-            )
-        )
-        print(f"  key {created['key'][:14]}... (shown once, stored only as an HMAC)")
+        consumer = new_key("demo-app", "consumer")
+        developer = new_key("demo-ops", "developer")
         gateway = (
             "serve",
             "--deployment",
@@ -129,9 +191,13 @@ def serve_through_gateway() -> None:
             str(gateway_port),
         )
         with background("gateway", *gateway, ready=f"http://127.0.0.1:{gateway_port}/readyz"):
-            llmops("data", "export", "intent-clean-test", "-o", str(HOME / "test.jsonl"), quiet=True)
-            test_rows = [json.loads(line) for line in (HOME / "test.jsonl").read_text().splitlines()[:4]]
-            ask(f"http://127.0.0.1:{gateway_port}/v1", created["key"], [r["prompt"] for r in test_rows])
+            traffic_and_monitoring(f"http://127.0.0.1:{gateway_port}", consumer, developer)
+        print("  replica engine metrics:")
+        show_metrics(
+            f"http://127.0.0.1:{replica_port}/metrics",
+            "",
+            ("llmops_engine_", "llmops_replica_requests_total"),
+        )
     llmops("keys", "list")
 
 
@@ -201,7 +267,7 @@ def main() -> None:
     llmops("models", "lineage", "demo-intent@production")
     llmops("models", "card", "demo-intent@production")
 
-    step("6. Serve the production version and call it through the gateway with an API key")
+    step("6. Serve the production version, call it through the gateway with keys, watch metrics and drift")
     serve_through_gateway()
 
     step("7. The audit log records every change and verifies its hash chain")
