@@ -40,6 +40,42 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Model names or digests whose Python code in the model directory may run (auto_map).",
     )
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys encrypting logged prompts and completions, comma-separated: the first "
+        "encrypts, all decrypt (rotation). Unset: payloads are stored unencrypted.",
+    )
+    payload_read_role: str = Field(
+        default="deployer",
+        description="Lowest role whose API reads of the request log decrypt payloads; lower roles see "
+        "[encrypted].",
+    )
+    retention_request_payloads_days: float | None = Field(
+        default=None, description="Prompts and completions older than this are removed by `privacy purge`."
+    )
+    retention_request_metadata_days: float | None = Field(
+        default=None, description="Request-log rows older than this are deleted by `privacy purge`."
+    )
+    retention_feedback_days: float | None = Field(
+        default=None, description="Feedback older than this is deleted by `privacy purge`."
+    )
+    retention_audit_days: float | None = Field(
+        default=None, description="Audit events older than this may be purged; at least 180 (unset: kept)."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector for traces (e.g. http://collector:4318); unset: tracing off.",
+    )
+    otel_service_name: str = Field(
+        default="llmops",
+        description="service.name prefix of exported spans; the gateway adds -gateway, a replica -replica.",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled (0..1); replicas follow their caller's sampling decision.",
+    )
     actor: str = Field(
         default_factory=lambda: os.environ.get("USER") or "unknown",
         description="Who is acting, recorded in audit events from the CLI and the Python API.",

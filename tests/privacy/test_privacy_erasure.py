@@ -126,3 +126,41 @@ def test_erase_removes_a_subject_everywhere(home: Home, cli, tmp_path: Path) -> 
         events = [e for e in audit.iter_events(session) if e.action == "privacy.erase"]
     assert len(events) == 1 and "alice" not in repr(events[0])
     assert cli("privacy", "erase", "--subject", "alice").code == 2, "nothing left to erase"
+
+
+def test_datasets_from_the_log_read_encrypted_payloads(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from llmops.security.payload_crypto import PayloadCipher
+    from llmops.settings import reset_settings
+
+    monkeypatch.setenv("LLMOPS_PAYLOAD_KEYS", Fernet.generate_key().decode())
+    reset_settings()
+    cipher = PayloadCipher.from_settings()
+    assert cipher is not None
+    with sqlite_home.store.transaction() as session:
+        session.add(
+            GatewayRequest(
+                id=uuid.uuid4().hex,
+                ts=datetime.now(UTC),
+                key_id="k",
+                user="carol",
+                endpoint="chat",
+                deployment="bot",
+                model_version="m@1",
+                stream=False,
+                prompt=cipher.encrypt("secret question"),
+                completion=cipher.encrypt("secret answer"),
+                prompt_tokens=2,
+                completion_tokens=2,
+                latency_ms=1.0,
+                status=200,
+                cost_usd=0.0,
+                cache_hit=False,
+            )
+        )
+    built = from_request_log(DatasetStore.from_home(sqlite_home), "from-log")
+    rows = DatasetStore.from_home(sqlite_home).rows(built)
+    assert rows[0]["prompt"] == "secret question" and rows[0]["completion"] == "secret answer"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli.context import console, home_of
+from llmops.cli.context import console, home_of, settings_of
 
-app = typer.Typer(help="Privacy: subject reports and erasure.", no_args_is_help=True)
+app = typer.Typer(help="Privacy: subject reports, erasure, retention and payload keys.", no_args_is_help=True)
 
 
 @app.command("report")
@@ -44,3 +44,38 @@ def erase(
     for ref in result.report.model_versions:
         console.print(f"model version {ref} flagged as trained on erased data")
     console.print(f"audit event {result.audit_seq}")
+
+
+@app.command("purge")
+def purge(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what is past retention; change nothing."),
+) -> None:
+    """Delete or blank what is past retention (LLMOPS_RETENTION_*_DAYS): request payloads, request
+    rows, feedback; audit events (kept at least 180 days) are counted, never deleted."""
+    from llmops.privacy.retention import RetentionPolicy
+    from llmops.privacy.retention import purge as run_purge
+
+    policy = RetentionPolicy.from_settings(settings_of(ctx))
+    result = run_purge(home_of(ctx), policy, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    counts = result.counts
+    console.print(
+        f"{verb}: request payloads {counts['request_payloads']}, request rows {counts['request_metadata']}, "
+        f"feedback {counts['feedback']}; audit events past retention {counts['audit_events']} (kept)"
+    )
+    if result.audit_seq is not None:
+        console.print(f"audit event {result.audit_seq}")
+
+
+@app.command("rotate-keys")
+def rotate_keys(ctx: typer.Context) -> None:
+    """Re-encrypt every logged prompt and completion with the first of LLMOPS_PAYLOAD_KEYS."""
+    from llmops.errors import InvalidInput
+    from llmops.privacy.retention import rotate_payloads
+    from llmops.security.payload_crypto import PayloadCipher
+
+    cipher = PayloadCipher.from_settings(settings_of(ctx))
+    if cipher is None:
+        raise InvalidInput("set LLMOPS_PAYLOAD_KEYS (new key first) to rotate", param="LLMOPS_PAYLOAD_KEYS")
+    console.print(f"re-encrypted {rotate_payloads(home_of(ctx), cipher)} request-log rows")

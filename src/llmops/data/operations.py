@@ -189,12 +189,16 @@ def from_request_log(
         query = query.where(GatewayRequest.model_version == model_version)
     if only_ok:
         query = query.where(GatewayRequest.status == 200)
+    from llmops.security.payload_crypto import PayloadCipher, revealer
+
+    reveal = revealer(PayloadCipher.from_settings())  # payloads may be encrypted at rest
     with store.store.read() as session:
         logged = session.execute(query.limit(limit)).scalars().all()
+        pairs = [(r, reveal(r.prompt), reveal(r.completion)) for r in logged]
         rows: list[Row] = [
-            {"prompt": r.prompt, "completion": r.completion, "user": r.user, "request_id": r.id}
-            for r in logged
-            if r.prompt and r.completion
+            {"prompt": prompt, "completion": completion, "user": r.user, "request_id": r.id}
+            for r, prompt, completion in pairs
+            if prompt and completion
         ]
     params = {"deployment": deployment, "model_version": model_version, "only_ok": only_ok}
     record = {"name": "from_request_log", "params": params}

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.errors import InvalidInput
 from llmops.monitor.service import MonitorConfig
+from llmops.security.guardrails import GuardrailConfig
 
 
 class _Strict(BaseModel):
@@ -76,6 +77,22 @@ class ShadowConfig(_Strict):
     sample_rate: float = Field(0.1, ge=0, le=1, description="Fraction of requests mirrored.")
 
 
+class DeploymentGuardrails(GuardrailConfig):
+    """Guardrails of one deployment in the gateway (``guardrails:``): the checks of
+    ``security.guardrails`` plus what the gateway does with them."""
+
+    check_input: bool = Field(default=True, description="Check prompts before they are forwarded.")
+    check_output: bool = Field(
+        default=True,
+        description="Check answers: non-streamed before they are returned, streamed at their end (the "
+        "answer was already sent, so a failing check there is always recorded as a flag).",
+    )
+    refusal_message: str | None = Field(
+        default=None,
+        description="Message of the 400 error a blocked request gets; default names the rule and why.",
+    )
+
+
 class DeploymentConfig(_Strict):
     name: str = Field(description="What clients pass as `model`.")
     model: str | None = Field(None, description="Shorthand for one arm: its registry reference.")
@@ -101,6 +118,9 @@ class DeploymentConfig(_Strict):
     )
     health_path: str = Field(
         "/readyz", description="Replica path probed by active health checks (serve's readiness probe)."
+    )
+    guardrails: DeploymentGuardrails | None = Field(
+        None, description="Input and output guardrails of this deployment; unset: none."
     )
 
     @model_validator(mode="after")
@@ -141,6 +161,11 @@ class RequestLogConfig(_Strict):
     spill_dir: Path | None = Field(None, description="Folder of the spill files; default HOME/gateway-spill.")
     strict_timeout_s: float = Field(10.0, gt=0, description="How long a strict request waits for its row.")
     log_prompts: bool = Field(True, description="Store prompts and completions (false: counts only).")
+    redact: Literal["off", "mask", "hash", "placeholder"] = Field(
+        "off",
+        description="Redact personal data in stored prompts and completions: mask (<EMAIL>), hash (keyed, "
+        "joinable), placeholder (<EMAIL_1>; the mapping is not kept) or off.",
+    )
 
 
 class AuthConfig(_Strict):

@@ -1,12 +1,16 @@
 """One completion request through the gateway: admit, (cache), reserve, forward, settle, log.
 
 Order and why: the deployment is resolved first (404 lists what the key may use); rate limits
-count the request (tokens as an estimate); a cache hit is answered at no cost; the budget reserves
+count the request (tokens as an estimate); the deployment's input guardrails check the prompt (a
+blocked one never reaches a replica); a cache hit is answered at no cost; the budget reserves
 the worst-case cost; the request goes to a replica (retries and fallbacks in ``forward``); then
 ``finish`` settles the budget at the actual cost, corrects the token count, records metrics,
 writes the log row (relaxed: queued; strict: committed before the response completes) and feeds an
 answered request to the monitor (drift, online evaluation, feedback). ``finish`` runs exactly once
-for every admitted request, whatever happens.
+for every admitted request, whatever happens. Output guardrails check a whole answer before it is
+returned and a streamed one at its end (flag only); flags and blocks go to the row's ``error`` and to
+``llmops_gateway_guardrail_total``. Logged payloads are redacted (``request_log.redact``) and
+encrypted (``LLMOPS_PAYLOAD_KEYS``) before the row is queued.
 """
 
 from __future__ import annotations
@@ -14,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from prometheus_client import Counter
 from starlette.responses import Response
 
-from llmops.errors import LLMOpsError, UpstreamError
+from llmops.errors import InvalidInput, LLMOpsError, UpstreamError
 from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import BudgetLedger
 from llmops.gateway.cache import ResponseCache, cache_key, is_deterministic
-from llmops.gateway.config import GatewayConfig
+from llmops.gateway.config import DeploymentGuardrails, GatewayConfig
 from llmops.gateway.deployments import DeploymentTable
 from llmops.gateway.forward import Attempt, Forwarder
 from llmops.gateway.limits import LimitRule, RateLimiter
@@ -36,9 +43,31 @@ from llmops.gateway.request_log import RequestLogRecord, RequestLogWriter
 from llmops.gateway.shadow import ShadowMirror
 from llmops.gateway.sse import completion_of
 from llmops.gateway.upstreams import UpstreamDisconnected
+from llmops.security.guardrails import GuardrailReport, check_input, check_output
+from llmops.security.payload_crypto import PayloadCipher
+from llmops.security.redaction import Redactor
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
+_GUARDRAIL_COUNTERS: weakref.WeakKeyDictionary[GatewayMetrics, Counter] = weakref.WeakKeyDictionary()
+
+
+def guardrail_counter(metrics: GatewayMetrics) -> Counter:
+    """``llmops_gateway_guardrail_total{deployment,stage,rule,action}`` in the gateway's registry."""
+    counter = _GUARDRAIL_COUNTERS.get(metrics)
+    if counter is None:
+        counter = Counter(
+            "llmops_gateway_guardrail",
+            "Guardrail decisions that blocked or flagged a request, by rule.",
+            ["deployment", "stage", "rule", "action"],
+            registry=metrics.registry,
+        )
+        _GUARDRAIL_COUNTERS[metrics] = counter
+    return counter
+
+
+class GuardrailBlocked(InvalidInput):
+    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``)."""
 
 
 @dataclass
@@ -53,6 +82,16 @@ class Pipeline:
     cache: ResponseCache | None = None
     log_writer: RequestLogWriter | None = None
     monitor: GatewayMonitor | None = None
+    cipher: PayloadCipher | None = None
+    redactor: Redactor | None = None
+    _flags: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.guardrail_decisions = guardrail_counter(self.metrics)
+        if self.cipher is None:
+            self.cipher = PayloadCipher.from_settings()
+        if self.redactor is None and self.config.request_log.redact != "off":
+            self.redactor = Redactor.from_settings()
 
     async def handle(self, request_id: str, principal: Principal, raw: bytes, endpoint: Endpoint) -> Response:
         try:
@@ -68,6 +107,7 @@ class Pipeline:
             await self.finish(ctx, Outcome(status=exc.status_code, error=exc.message))
             raise
         try:
+            await self._guard_input(ctx)
             cached = await self._cached(ctx)
             if cached is not None:
                 return cached
@@ -81,6 +121,60 @@ class Pipeline:
         if parsed.stream and attempt.response.status == 200:
             return RelayResponse(ctx, attempt, self.forwarder, self.finish)
         return await self._complete(ctx, attempt)
+
+    # ---- guardrails ----
+    async def _guard_input(self, ctx: RequestContext) -> None:
+        guard = ctx.deployment.config.guardrails
+        if guard is None or not guard.check_input:
+            return
+        report = await asyncio.to_thread(check_input, ctx.parsed.prompt_text, guard)
+        blocked = self._record_guardrails(ctx, guard, report, "input")
+        if blocked is not None:
+            raise blocked
+
+    async def _guard_output(
+        self, ctx: RequestContext, outcome: Outcome, *, streamed: bool = False
+    ) -> GuardrailBlocked | None:
+        """Check an answer; the error to return when it is blocked (a streamed answer was already
+        sent: its failing checks are recorded as flags)."""
+        guard = ctx.deployment.config.guardrails
+        if guard is None or not guard.check_output or outcome.status != 200 or outcome.completion is None:
+            return None
+        system = _system_prompt(ctx.parsed.body)
+        report = await asyncio.to_thread(check_output, outcome.completion, guard, system_prompt=system)
+        return self._record_guardrails(ctx, guard, report, "output", streamed=streamed)
+
+    def _record_guardrails(
+        self,
+        ctx: RequestContext,
+        guard: DeploymentGuardrails,
+        report: GuardrailReport,
+        stage: str,
+        *,
+        streamed: bool = False,
+    ) -> GuardrailBlocked | None:
+        """Count and remember every failing decision; a ``GuardrailBlocked`` naming the first
+        blocking rule, if any."""
+        blocking = None
+        for decision in report.failed():
+            action = "flag" if streamed else decision.action
+            self.guardrail_decisions.labels(
+                deployment=ctx.deployment.name, stage=stage, rule=decision.rule, action=action
+            ).inc()
+            if action == "block" and blocking is None:
+                blocking = decision
+            else:
+                self._flags.setdefault(ctx.request_id, []).append(
+                    f"guardrail flag: {stage} {decision.rule} ({decision.detail})"
+                )
+        if blocking is None:
+            return None
+        self._flags.pop(ctx.request_id, None)
+        detail = f"guardrail block: {stage} {blocking.rule} ({blocking.detail})"
+        message = f"{guard.refusal_message} [{blocking.rule}]" if guard.refusal_message else detail
+        return GuardrailBlocked(
+            message, param="messages" if stage == "input" else "output", code="guardrail_blocked"
+        )
 
     def _rules(self, ctx: RequestContext) -> list[LimitRule]:
         key, config = ctx.principal.key, ctx.deployment.config
@@ -165,6 +259,10 @@ class Pipeline:
             error=None if attempt.response.status == 200 else body[:500].decode("utf-8", "replace"),
             charged=attempt.response.status == 200,
         )
+        blocked = await self._guard_output(ctx, outcome)
+        if blocked is not None:
+            await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.message))
+            raise blocked
         await self.finish(ctx, outcome)
         if self.cache is not None and outcome.status == 200 and is_deterministic(ctx.parsed.body):
             await self.cache.put(
@@ -179,6 +277,11 @@ class Pipeline:
             return
         ctx.finished = True
         config = ctx.deployment.config
+        if ctx.parsed.stream and outcome.status == 200 and outcome.completion is not None:
+            await self._guard_output(ctx, outcome, streamed=True)
+        flags = self._flags.pop(ctx.request_id, [])
+        if flags and outcome.error is None:
+            outcome = replace(outcome, error="; ".join(flags)[:500])
         prompt = outcome.prompt_tokens if outcome.prompt_tokens is not None else ctx.prompt_estimate
         completion = outcome.completion_tokens or 0
         cost = (
@@ -237,6 +340,9 @@ class Pipeline:
     ) -> None:
         assert self.log_writer is not None
         keep_text = self.config.request_log.log_prompts
+        prompt_text, completion_text = await self._protect(
+            ctx.parsed.prompt_text if keep_text else None, outcome.completion if keep_text else None
+        )
         record = RequestLogRecord(
             id=ctx.request_id,
             ts=ctx.ts,
@@ -248,8 +354,8 @@ class Pipeline:
             arm=outcome.arm,
             replica=outcome.replica,
             stream=ctx.parsed.stream,
-            prompt=ctx.parsed.prompt_text if keep_text else None,
-            completion=outcome.completion if keep_text else None,
+            prompt=prompt_text,
+            completion=completion_text,
             prompt_tokens=prompt,
             completion_tokens=completion,
             ttft_ms=outcome.ttft_s * 1000 if outcome.ttft_s is not None else None,
@@ -263,6 +369,33 @@ class Pipeline:
             await self.log_writer.commit(record)
         else:
             self.log_writer.submit(record)
+
+    async def _protect(self, *texts: str | None) -> tuple[str | None, ...]:
+        """Redact (when configured; in a thread, detection is not free) then encrypt (when keys are
+        configured) the payloads of a log row."""
+        mode = self.config.request_log.redact
+        redactor = self.redactor
+        if redactor is not None and mode != "off" and any(texts):
+
+            def redact_all() -> tuple[str | None, ...]:
+                return tuple(redactor.redact(t, mode).text if t else t for t in texts)
+
+            texts = await asyncio.to_thread(redact_all)
+        if self.cipher is not None:
+            texts = tuple(self.cipher.encrypt(t) for t in texts)
+        return texts
+
+
+def _system_prompt(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    parts = [
+        m["content"]
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+    ]
+    return "\n".join(parts) or None
 
 
 def json_bytes(payload: dict[str, object]) -> bytes:

@@ -28,7 +28,9 @@ from llmops.monitor.request_search import (
     parse_time,
     search_requests,
 )
-from llmops.security.roles import Role
+from llmops.security.payload_crypto import PayloadCipher, Reveal, hide, revealer
+from llmops.security.roles import Role, parse_role
+from llmops.settings import get_settings
 
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
@@ -70,6 +72,15 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
+def payload_reveal(principal: Principal) -> Reveal:
+    """How ``principal`` sees stored prompts and completions: decrypted when its role reaches
+    ``LLMOPS_PAYLOAD_READ_ROLE`` (default deployer), else ``[encrypted]`` for encrypted ones."""
+    settings = get_settings()
+    if principal.key.role.allows(parse_role(settings.payload_read_role)):
+        return revealer(PayloadCipher.from_settings(settings))
+    return hide
+
+
 def _search_route(router: APIRouter) -> None:
     @router.get(
         "/api/requests",
@@ -82,7 +93,9 @@ def _search_route(router: APIRouter) -> None:
         limit: int = Query(100, ge=1, le=1000),
         principal: Principal = DEVELOPER,
     ) -> list[dict[str, Any]]:
-        views = await asyncio.to_thread(search_requests, _gateway(request).home.store, filters.filter(limit))
+        views = await asyncio.to_thread(
+            search_requests, _gateway(request).home.store, filters.filter(limit), payload_reveal(principal)
+        )
         return [view.model_dump(mode="json") for view in views]
 
 
@@ -103,12 +116,14 @@ def _export_route(router: APIRouter) -> None:
     ) -> StreamingResponse | FileResponse:
         store = _gateway(request).home.store
         if export_format == "jsonl":
-            lines = jsonl_lines(iter_requests(store, filters.filter(None)))
+            lines = jsonl_lines(iter_requests(store, filters.filter(None), reveal=payload_reveal(principal)))
             return StreamingResponse(lines, media_type="application/x-ndjson")
         folder = Path(tempfile.mkdtemp(prefix="llmops-export-"))
         path = folder / "requests.parquet"
         try:
-            await asyncio.to_thread(export_requests, store, filters.filter(None), path, "parquet")
+            await asyncio.to_thread(
+                export_requests, store, filters.filter(None), path, "parquet", payload_reveal(principal)
+            )
         except BaseException:
             _remove(folder)
             raise
@@ -127,7 +142,9 @@ def _show_route(router: APIRouter) -> None:
         summary="One request in full: timings, feedback and online-evaluation scores.",
     )
     async def show(request_id: str, request: Request, principal: Principal = DEVELOPER) -> dict[str, Any]:
-        detail = await asyncio.to_thread(get_request, _gateway(request).home.store, request_id)
+        detail = await asyncio.to_thread(
+            get_request, _gateway(request).home.store, request_id, payload_reveal(principal)
+        )
         return detail.model_dump(mode="json")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from llmops.errors import InvalidInput
 from llmops.monitor.drift_features import DriftProfile
+from llmops.security.payload_crypto import HIDDEN, PayloadCipher, revealer
 from llmops.store.artifacts import ArtifactStore
 from llmops.store.database import Store
 from llmops.store.schema import GatewayRequest
@@ -68,10 +69,12 @@ def logged_prompts(
     )
     if until is not None:
         query = query.where(GatewayRequest.ts < until)
+    reveal = revealer(PayloadCipher.from_settings())  # payloads may be encrypted at rest
     with store.read() as session:
-        prompts = [prompt for prompt in session.execute(query).scalars() if prompt]
-    prompts.reverse()
-    return prompts
+        prompts = [reveal(prompt) for prompt in session.execute(query).scalars() if prompt]
+    found = [prompt for prompt in prompts if prompt and prompt != HIDDEN]
+    found.reverse()
+    return found
 
 
 def save_profile(artifacts: ArtifactStore, profile: DriftProfile) -> str:

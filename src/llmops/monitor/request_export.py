@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from llmops.errors import InvalidInput
 from llmops.monitor.request_search import RequestFilter, RequestView, iter_requests
+from llmops.security.payload_crypto import Reveal, default_reveal
 from llmops.store.database import Store
 
 ExportFormat = Literal["jsonl", "parquet"]
@@ -113,15 +114,20 @@ def _write_jsonl(views: Iterable[RequestView], target: Path) -> int:
 
 
 def export_requests(
-    store: Store, request_filter: RequestFilter, path: Path, export_format: ExportFormat | None = None
+    store: Store,
+    request_filter: RequestFilter,
+    path: Path,
+    export_format: ExportFormat | None = None,
+    reveal: Reveal = default_reveal,
 ) -> int:
-    """Write every request matching ``request_filter`` to ``path``; returns how many were written."""
+    """Write every request matching ``request_filter`` to ``path``; returns how many were written.
+    ``reveal`` shows stored payloads (default: decrypted with this process's payload keys)."""
     path = Path(path)
     chosen = format_of(path, export_format)
     if not path.parent.is_dir():
         raise InvalidInput(f"folder {path.parent} does not exist; create it first", param="out")
     temporary = path.with_name(f".{path.name}.part")
-    views = iter_requests(store, request_filter)
+    views = iter_requests(store, request_filter, reveal=reveal)
     try:
         count = _write_parquet(views, temporary) if chosen == "parquet" else _write_jsonl(views, temporary)
         os.replace(temporary, path)

@@ -20,6 +20,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from llmops.errors import InvalidInput, NotFound
+from llmops.security.payload_crypto import Reveal, default_reveal
 from llmops.store.database import Store
 from llmops.store.schema import GatewayRequest, OnlineEvalResult, RequestFeedback
 
@@ -63,7 +64,9 @@ class RequestFilter(BaseModel):
     user: str | None = Field(default=None, description="The request's `user` field.")
     key_id: str | None = Field(default=None, description="Id of the API key that sent it.")
     text: str | None = Field(
-        default=None, min_length=1, description="Case-insensitive text in the prompt or the completion."
+        default=None,
+        min_length=1,
+        description="Case-insensitive text in the prompt or the completion (encrypted payloads never match).",
     )
     limit: int | None = Field(default=100, ge=1, description="At most this many rows (None: all).")
 
@@ -153,9 +156,10 @@ class RequestDetail(RequestView):
     online_eval: list[OnlineScoreView] = Field(default_factory=list)
 
 
-def _view(row: GatewayRequest, feedback: list[FeedbackView]) -> dict[str, Any]:
+def _view(row: GatewayRequest, feedback: list[FeedbackView], reveal: Reveal) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in REQUEST_COLUMNS}
     values["ts"] = as_utc(row.ts)
+    values["prompt"], values["completion"] = reveal(row.prompt), reveal(row.completion)
     return {**values, "feedback": feedback}
 
 
@@ -182,16 +186,19 @@ def _feedback_by_request(session: Session, ids: Sequence[str]) -> dict[str, list
     return found
 
 
-def search_requests(store: Store, request_filter: RequestFilter) -> list[RequestView]:
-    """Rows matching ``request_filter``, newest first, with their feedback."""
+def search_requests(
+    store: Store, request_filter: RequestFilter, reveal: Reveal = default_reveal
+) -> list[RequestView]:
+    """Rows matching ``request_filter``, newest first, with their feedback. ``reveal`` shows a stored
+    payload (default: decrypted with this process's payload keys)."""
     with store.read() as session:
         rows = list(session.execute(request_filter.query()).scalars())
         feedback = _feedback_by_request(session, [row.id for row in rows])
-        return [RequestView.model_validate(_view(row, feedback.get(row.id, []))) for row in rows]
+        return [RequestView.model_validate(_view(row, feedback.get(row.id, []), reveal)) for row in rows]
 
 
 def iter_requests(
-    store: Store, request_filter: RequestFilter, batch_size: int = 1000
+    store: Store, request_filter: RequestFilter, batch_size: int = 1000, reveal: Reveal = default_reveal
 ) -> Iterator[RequestView]:
     """Every row matching ``request_filter`` (newest first), read in batches of ``batch_size``."""
     with store.read() as session:
@@ -199,7 +206,7 @@ def iter_requests(
         for batch in result.scalars().partitions():
             feedback = _feedback_by_request(session, [row.id for row in batch])
             for row in batch:
-                yield RequestView.model_validate(_view(row, feedback.get(row.id, [])))
+                yield RequestView.model_validate(_view(row, feedback.get(row.id, []), reveal))
 
 
 def timings(row: GatewayRequest) -> dict[str, float | None]:
@@ -214,7 +221,7 @@ def timings(row: GatewayRequest) -> dict[str, float | None]:
     }
 
 
-def get_request(store: Store, request_id: str) -> RequestDetail:
+def get_request(store: Store, request_id: str, reveal: Reveal = default_reveal) -> RequestDetail:
     """One request with its timings, feedback and online-evaluation scores."""
     with store.read() as session:
         row = session.get(GatewayRequest, request_id)
@@ -240,5 +247,5 @@ def get_request(store: Store, request_id: str) -> RequestDetail:
             for s in scores
         ]
         return RequestDetail.model_validate(
-            {**_view(row, feedback), "timings": timings(row), "online_eval": online}
+            {**_view(row, feedback, reveal), "timings": timings(row), "online_eval": online}
         )
