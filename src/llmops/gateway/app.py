@@ -3,6 +3,12 @@
 ``build_app(gateway)`` serves a wired ``Gateway``; ``create_app(config, home)`` wires one first.
 Every route is public by name (``policy.PUBLIC_PATHS``) or declares the role it needs; the app
 refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies.
+
+Tracing (``monitor.tracing``): with a ``Tracing`` that is on (``LLMOPS_OTLP_ENDPOINT``, or one
+passed in), the outermost middleware opens a SERVER span per request carrying its ``x-request-id``,
+and upstream calls carry its ``traceparent``; off, no middleware is added. ``metrics=False`` turns
+the gateway's per-request Prometheus updates into no-ops (for overhead benchmarks; ``/metrics``
+then stays empty of request series).
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ from llmops.errors import InvalidInput, LLMOpsError, NotFound
 from llmops.gateway.admin import install_admin_routes
 from llmops.gateway.auth import Principal
 from llmops.gateway.config import GatewayConfig
+from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.middleware import GatewayMiddleware
 from llmops.gateway.monitor_routes import install_monitor_routes
 from llmops.gateway.policy import RequireRole, unguarded_routes
 from llmops.gateway.request_routes import install_request_routes
 from llmops.gateway.service import Gateway, build_gateway
 from llmops.gateway.upstreams import Upstream
+from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
 from llmops.security.roles import Role
+from llmops.settings import get_settings
 from llmops.store.home import Home
 
 CONSUMER = Depends(RequireRole(Role.CONSUMER))
@@ -110,8 +119,14 @@ def _add_openai_routes(app: FastAPI) -> None:
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def build_app(gateway: Gateway) -> FastAPI:
-    """The ASGI app serving ``gateway``; its lifespan starts and stops the gateway's parts."""
+def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
+    """The ASGI app serving ``gateway``; its lifespan starts and stops the gateway's parts.
+
+    ``tracing`` None: from the settings (off unless ``LLMOPS_OTLP_ENDPOINT`` is set), flushed and
+    stopped by the lifespan; a ``Tracing`` passed in belongs to the caller.
+    """
+    owned = tracing is None
+    tracing = Tracing.from_settings(get_settings(), "gateway") if tracing is None else tracing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +135,8 @@ def build_app(gateway: Gateway) -> FastAPI:
             yield
         finally:
             await gateway.close()
+            if owned:
+                tracing.shutdown()
 
     app = FastAPI(
         title="llmops gateway",
@@ -140,6 +157,8 @@ def build_app(gateway: Gateway) -> FastAPI:
     if problems:
         raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")
     app.add_middleware(GatewayMiddleware, limits=gateway.config.http)
+    if tracing.tracer is not None:  # outermost: the span covers size checks and the last-resort 500
+        app.add_middleware(ServerSpanMiddleware, tracer=tracing.tracer)
     return app
 
 
@@ -150,7 +169,44 @@ def create_app(
     in_process: dict[str, list[Upstream]] | None = None,
     rng: random.Random | None = None,
     active_health_checks: bool = True,
+    tracing: Tracing | None = None,
+    metrics: bool = True,
 ) -> FastAPI:
-    return build_app(
-        build_gateway(config, home, in_process=in_process, rng=rng, active_health_checks=active_health_checks)
+    gateway = build_gateway(
+        config, home, in_process=in_process, rng=rng, active_health_checks=active_health_checks
     )
+    if not metrics:
+        silence_request_metrics(gateway.metrics)
+    return build_app(gateway, tracing=tracing)
+
+
+class _NoMetric:
+    """Stands in for a Prometheus collector: every update is a no-op."""
+
+    def labels(self, *args: object, **kwargs: object) -> _NoMetric:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def dec(self, amount: float = 1) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
+
+
+_REQUEST_METRICS = (
+    "requests", "latency", "ttft", "upstream_failures", "fail_open", "cache", "log_spilled", "log_written",
+    "log_queue", "shadow",
+)  # fmt: skip
+
+
+def silence_request_metrics(metrics: GatewayMetrics) -> None:
+    """Make the gateway's own per-request collectors no-ops (they are read at each update, so every
+    part holding ``metrics`` sees the change). Monitoring collectors in the registry stay."""
+    for name in _REQUEST_METRICS:
+        setattr(metrics, name, _NoMetric())

@@ -17,6 +17,7 @@ from llmops.gateway.upstreams import (
     UpstreamRequest,
     UpstreamResponse,
     UpstreamUnavailable,
+    upstream_headers,
 )
 
 
@@ -42,7 +43,7 @@ class AiohttpUpstream(Upstream):
         timeout = aiohttp.ClientTimeout(
             total=None, connect=timeouts.connect_s, sock_read=timeouts.first_token_s
         )
-        headers = {"content-type": "application/json", "x-request-id": request.request_id, **request.headers}
+        headers = upstream_headers(request)
         try:
             resp = await self._client().post(
                 request.path.lstrip("/"), data=request.body, headers=headers, timeout=timeout

@@ -2,7 +2,8 @@
 
 Contract: ``open`` sends one request and returns once the response head has arrived (status and
 headers), with the body as an async iterator of byte chunks; it raises ``UpstreamUnavailable`` when
-the replica cannot be reached. A body iterator that fails part-way raises ``UpstreamDisconnected``.
+the replica cannot be reached. Every implementation sends ``upstream_headers(request)``, which
+carries the trace context. A body iterator that fails part-way raises ``UpstreamDisconnected``.
 ``UpstreamResponse.aclose`` must always be called. ``health`` probes the replica's health path.
 
 Why an ASGI app and not an engine ``Backend`` for in-process replicas: the serve app already owns
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from llmops.gateway.config import TimeoutConfig
+from llmops.monitor.tracing import inject_trace_context
 
 AsgiApp = Callable[..., Any]
 
@@ -40,6 +42,14 @@ class UpstreamRequest:
     body: bytes
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def upstream_headers(request: UpstreamRequest) -> dict[str, str]:
+    """Headers of a request to a replica: JSON, the gateway's request id, and the W3C
+    ``traceparent`` of the current span when tracing is on (so the replica's spans join the trace)."""
+    headers = {"content-type": "application/json", "x-request-id": request.request_id, **request.headers}
+    inject_trace_context(headers)
+    return headers
 
 
 @dataclass
@@ -90,7 +100,7 @@ class HttpUpstream(Upstream):
         timeout = httpx.Timeout(
             connect=timeouts.connect_s, read=timeouts.first_token_s, write=timeouts.connect_s, pool=None
         )
-        headers = {"content-type": "application/json", "x-request-id": request.request_id, **request.headers}
+        headers = upstream_headers(request)
         req = self._client.build_request("POST", request.path, content=request.body, headers=headers)
         req.extensions["timeout"] = timeout.as_dict()
         try:
@@ -165,7 +175,7 @@ class AsgiUpstream(Upstream):
                 await asyncio.wait_for(self._lifespan_task, 10)
 
     async def open(self, request: UpstreamRequest, timeouts: TimeoutConfig) -> UpstreamResponse:
-        headers = {"content-type": "application/json", "x-request-id": request.request_id, **request.headers}
+        headers = upstream_headers(request)
         call = _AsgiCall(self.app, _scope("POST", request.path, headers), request.body)
         return await call.start(self.name)
 

@@ -3,8 +3,9 @@
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
 ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /healthz`` (the process answers),
 ``GET /readyz`` (the backend is healthy), ``GET /metrics`` (Prometheus). The app's lifespan starts
-and stops the backend. Middleware, outermost first: request id (and the last-resort 500), metrics,
-body-size limit; errors are mapped once by ``error_responses``.
+and stops the backend. Middleware, outermost first: the trace span (only when tracing is on; it
+continues the caller's ``traceparent``), request id (and the last-resort 500), metrics, body-size
+limit; errors are mapped once by ``error_responses``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import Response
 
 from llmops.engine.types import Backend
 from llmops.errors import NotFound
+from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
 from llmops.serve.chat import chat_completions
 from llmops.serve.completions import completions
 from llmops.serve.config import ServeConfig
@@ -40,6 +42,7 @@ from llmops.serve.responses import (
 )
 from llmops.serve.service import ReplicaService
 from llmops.serve.streaming import json_response
+from llmops.settings import get_settings
 
 READINESS_TIMEOUT_S = 5.0
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -47,10 +50,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_app(backend: Backend, served_model_name: str, config: ServeConfig | None = None) -> FastAPI:
-    """The OpenAI-compatible app serving ``backend`` under ``served_model_name``."""
+def build_app(
+    backend: Backend,
+    served_model_name: str,
+    config: ServeConfig | None = None,
+    *,
+    tracing: Tracing | None = None,
+) -> FastAPI:
+    """The OpenAI-compatible app serving ``backend`` under ``served_model_name``.
+
+    ``tracing`` None: from the settings (off unless ``LLMOPS_OTLP_ENDPOINT`` is set), flushed and
+    stopped by the lifespan; a ``Tracing`` passed in belongs to the caller.
+    """
     config = config or ServeConfig()
-    service = ReplicaService(backend, served_model_name, config, ServeMetrics(backend))
+    owned = tracing is None
+    tracing = Tracing.from_settings(get_settings(), "replica") if tracing is None else tracing
+    service = ReplicaService(backend, served_model_name, config, ServeMetrics(backend), tracing=tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +75,8 @@ def build_app(backend: Backend, served_model_name: str, config: ServeConfig | No
         finally:
             await service.drain()
             await backend.shutdown()
+            if owned:
+                tracing.shutdown()
 
     app = FastAPI(title="llmops replica", summary=f"Serves {served_model_name}", lifespan=lifespan)
     app.state.service = service
@@ -69,6 +86,8 @@ def build_app(backend: Backend, served_model_name: str, config: ServeConfig | No
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     app.add_middleware(RequestIdMiddleware)
+    if tracing.tracer is not None:
+        app.add_middleware(ServerSpanMiddleware, tracer=tracing.tracer)
     return app
 
 
