@@ -61,6 +61,9 @@ async def test_keys_roles_and_errors(home: Home, make_key: Any, gw: Any) -> None
         ok = await client.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(consumer))
         assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"].startswith("a:")
         assert len(ok.headers["x-request-id"]) == 32
+        for answer in (missing, ok):  # no response can be rendered or framed by a browser
+            assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+            assert answer.headers["x-content-type-options"] == "nosniff"
         forbidden = await client.get("/api/keys", headers=gw.bearer(consumer))
         assert forbidden.status_code == 403 and "admin" in forbidden.json()["error"]["message"]
         assert (await client.get("/api/keys", headers=gw.bearer(admin))).status_code == 200

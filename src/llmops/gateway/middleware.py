@@ -5,6 +5,9 @@ client cannot choose it (a reused id would collide with another request's row).
 Headers larger than ``max_header_bytes`` get 431; a body larger than ``max_body_bytes`` gets 413,
 from its Content-Length before it is read, or while it streams in. An exception that escapes the
 app before the response started becomes an OpenAI-style 500 body without a trace or a path.
+Every response also carries headers that keep a browser from rendering or framing it: the gateway
+serves JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
+neither read its answers nor ride a session (there is none to ride: no CSRF surface).
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
 class HeadersTooLarge(LLMOpsError):
     status_code = 431
     error_type = "invalid_request_error"
@@ -34,7 +44,11 @@ class HeadersTooLarge(LLMOpsError):
 
 def error_response_parts(error: LLMOpsError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = json.dumps(error.to_body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-request-id", request_id.encode()),
+        *SECURITY_HEADERS,
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
     return error.status_code, headers, body
 
@@ -57,7 +71,7 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
             await send(message)
 
         try:
