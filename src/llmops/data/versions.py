@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -218,7 +218,6 @@ class DatasetStore:
                 .where(DatasetVersionParent.child_id == row.id)
             )
         )
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return DatasetVersionInfo(
             row.id,
             name,
@@ -231,6 +230,6 @@ class DatasetStore:
             row.stats,
             row.source,
             row.created_by,
-            created,
+            row.created_at,
             parents,
         )

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from llmops.errors import InvalidInput
 from llmops.monitor.alert_history import AlertRecord, AlertStatus
-from llmops.monitor.request_search import as_utc
 from llmops.store.database import Store
 from llmops.store.schema import MonitorAlert
 
@@ -49,8 +48,8 @@ def _record(row: MonitorAlert) -> AlertRecord:
         labels={str(k): str(v) for k, v in row.labels.items()},
         annotations={str(k): str(v) for k, v in row.annotations.items()},
         webhook=row.webhook,
-        started_at=as_utc(row.started_at),
-        resolved_at=as_utc(row.resolved_at) if row.resolved_at is not None else None,
+        started_at=row.started_at,
+        resolved_at=row.resolved_at,
     )
 
 

@@ -103,9 +103,7 @@ def load_references(store: Store) -> list[StoredReference]:
     with store.read() as session:
         rows = list(session.execute(select(DriftReference).order_by(DriftReference.created_at)).scalars())
     return [
-        StoredReference(
-            row.model_version, row.deployment, row.profile_digest, row.source, as_utc(row.created_at)
-        )
+        StoredReference(row.model_version, row.deployment, row.profile_digest, row.source, row.created_at)
         for row in rows
     ]
 

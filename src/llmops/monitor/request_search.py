@@ -30,7 +30,7 @@ REQUEST_COLUMNS = tuple(column.name for column in GatewayRequest.__table__.colum
 
 
 def as_utc(value: datetime) -> datetime:
-    """``value`` with UTC attached (SQLite gives naive datetimes back; they are UTC)."""
+    """A caller-given time in UTC (a naive one is taken as UTC). Stored times come back aware already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -158,7 +158,7 @@ class RequestDetail(RequestView):
 
 def _view(row: GatewayRequest, feedback: list[FeedbackView], reveal: Reveal) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in REQUEST_COLUMNS}
-    values["ts"] = as_utc(row.ts)
+    values["ts"] = row.ts
     values["prompt"], values["completion"] = reveal(row.prompt), reveal(row.completion)
     return {**values, "feedback": feedback}
 
@@ -180,7 +180,7 @@ def _feedback_by_request(session: Session, ids: Sequence[str]) -> dict[str, list
                     comment=item.comment,
                     corrected_output=item.corrected_output,
                     key_id=item.key_id,
-                    created_at=as_utc(item.created_at),
+                    created_at=item.created_at,
                 )
             )
     return found
@@ -242,7 +242,7 @@ def get_request(store: Store, request_id: str, reveal: Reveal = default_reveal) 
                 value=s.value,
                 raw_value=s.raw_value,
                 error=s.error,
-                scored_at=as_utc(s.scored_at),
+                scored_at=s.scored_at,
             )
             for s in scores
         ]

@@ -9,7 +9,6 @@ the model row, so concurrent moves are serialised and each is audited.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +293,6 @@ class Registry:
         aliases = tuple(
             sorted(a for a, v in _aliases_of_model(session, model.id).items() if v == row.version)
         )
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return ModelVersionInfo(
             name=model.name,
             version=row.version,
@@ -306,7 +304,7 @@ class Registry:
             tags=dict(row.tags or {}),
             description=row.description,
             creator=row.creator,
-            created_at=created,
+            created_at=row.created_at,
             aliases=aliases,
             datasets=_datasets_of_version(session, row.id),
         )

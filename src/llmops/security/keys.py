@@ -139,12 +139,8 @@ class CreatedKey:
     key: str = field(repr=False)
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def _record(row: ApiKey) -> KeyRecord:
-    created = _aware(row.created_at)
+    created = row.created_at
     assert created is not None
     return KeyRecord(
         id=row.id,
@@ -155,8 +151,8 @@ def _record(row: ApiKey) -> KeyRecord:
         rpm=row.rpm,
         tpm=row.tpm,
         budget_usd=row.budget_usd,
-        expires_at=_aware(row.expires_at),
-        revoked_at=_aware(row.revoked_at),
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
         created_by=row.created_by,
         created_at=created,
     )

@@ -57,9 +57,7 @@ class ChainReport:
 
 
 def _micros(ts: datetime) -> int:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    aware = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    return int(aware.timestamp() * 1_000_000)
+    return int(ts.timestamp() * 1_000_000)
 
 
 def event_hash(
@@ -122,10 +120,9 @@ def append(
 
 
 def _record(row: AuditEvent) -> AuditRecord:
-    ts = row.ts if row.ts.tzinfo else row.ts.replace(tzinfo=UTC)
     return AuditRecord(
         row.seq,
-        ts,
+        row.ts,
         row.actor,
         row.action,
         row.target,

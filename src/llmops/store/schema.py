@@ -19,13 +19,36 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no offset and hands back naive datetimes; PostgreSQL hands back aware ones. Reading
+    through this type gives every caller the same aware UTC value on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -44,7 +67,7 @@ class AuditHead(Base):
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100), index=True)
     target: Mapped[str] = mapped_column(String(500), index=True)
@@ -59,7 +82,7 @@ class Experiment(Base):
     __tablename__ = "experiments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Run(Base):
@@ -68,8 +91,8 @@ class Run(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -94,7 +117,7 @@ class RunMetric(Base):
     key: Mapped[str] = mapped_column(String(250))
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
     __table_args__ = (Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),)
 
 
@@ -110,7 +133,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DatasetVersion(Base):
@@ -128,7 +151,7 @@ class DatasetVersion(Base):
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     __table_args__ = (
         UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
         UniqueConstraint("dataset_id", "digest", name="uq_dataset_versions_digest"),
@@ -146,7 +169,7 @@ class RegisteredModel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ModelVersion(Base):
@@ -162,7 +185,7 @@ class ModelVersion(Base):
     tags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
     creator: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     __table_args__ = (
         UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
         UniqueConstraint("model_id", "digest", name="uq_model_versions_digest"),
@@ -183,7 +206,7 @@ class ModelAlias(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), primary_key=True)
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiKey(Base):
@@ -199,10 +222,10 @@ class ApiKey(Base):
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(BigInteger)
     budget_usd: Mapped[float | None] = mapped_column(Float)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class GatewayRequest(Base):
@@ -210,7 +233,7 @@ class GatewayRequest(Base):
 
     __tablename__ = "gateway_requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     key_id: Mapped[str | None] = mapped_column(String(32))
     user: Mapped[str | None] = mapped_column(String(200))
     endpoint: Mapped[str] = mapped_column(String(40))
@@ -240,7 +263,7 @@ class GatewayDeployment(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_by: Mapped[str] = mapped_column(String(200))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RequestFeedback(Base):
@@ -255,7 +278,7 @@ class RequestFeedback(Base):
     thumbs: Mapped[str | None] = mapped_column(String(4))
     comment: Mapped[str | None] = mapped_column(Text)
     corrected_output: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
 
 
 class OnlineEvalResult(Base):
@@ -268,7 +291,7 @@ class OnlineEvalResult(Base):
     value: Mapped[float | None] = mapped_column(Float)
     raw_value: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
-    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class MonitorAlert(Base):
@@ -286,8 +309,8 @@ class MonitorAlert(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(JSON)
     annotations: Mapped[dict[str, Any]] = mapped_column(JSON)
     webhook: Mapped[str | None] = mapped_column(String(200))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class DriftReference(Base):
@@ -299,7 +322,7 @@ class DriftReference(Base):
     profile_digest: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(500))
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DriftReportRecord(Base):
@@ -308,7 +331,7 @@ class DriftReportRecord(Base):
     __tablename__ = "drift_reports"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(300))
-    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     drifted: Mapped[bool]
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     __table_args__ = (Index("ix_drift_reports_version_checked", "model_version", "checked_at"),)

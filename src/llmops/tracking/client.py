@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -130,7 +130,7 @@ class Tracker:
                 .where(RunMetric.run_id == run_id, RunMetric.key == key)
                 .order_by(RunMetric.step)
             ).scalars()
-            return [MetricPoint(r.key, r.value, r.step, _aware(r.ts)) for r in rows]
+            return [MetricPoint(r.key, r.value, r.step, r.ts) for r in rows]
 
     def _info(self, session: Session, row: Run, *, full: bool) -> RunInfo:
         experiment = session.get(Experiment, row.experiment_id)
@@ -139,8 +139,8 @@ class Tracker:
             experiment=experiment.name if experiment else "?",
             name=row.name,
             status=row.status,
-            started_at=_aware(row.started_at),
-            ended_at=_aware(row.ended_at) if row.ended_at else None,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
             error=row.error,
         )
         if full:
@@ -175,10 +175,6 @@ def _latest_metrics(session: Session, run_id: str) -> dict[str, float]:
         .order_by(RunMetric.id)
     )
     return {key: value for key, value, _ in rows}
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class ActiveRun:
