@@ -7,7 +7,15 @@ Nothing here may import from another llmops package.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A " Did you mean: a, b?" suffix for not-found messages, or "" when nothing is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(matches)}?" if matches else ""
 
 
 class LLMOpsError(Exception):

@@ -15,13 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from llmops.errors import InvalidInput, NotFound
+from llmops.errors import InvalidInput, NotFound, did_you_mean
 from llmops.store import audit
 from llmops.store.artifacts import ArtifactStore
-from llmops.store.database import Store
+from llmops.store.database import Store, get_or_create
 from llmops.store.home import Home
 from llmops.store.schema import Dataset, DatasetVersion, DatasetVersionParent
 
@@ -173,26 +172,13 @@ class DatasetStore:
     # ---- internals ----
     def _get_or_create(self, session: Session, name: str) -> Dataset:
         query = select(Dataset).where(Dataset.name == name).with_for_update()
-        found = session.execute(query).scalar_one_or_none()
-        if found is not None:
-            return found
-        try:
-            with session.begin_nested():
-                dataset = Dataset(name=name)
-                session.add(dataset)
-        except SAIntegrityError:
-            return session.execute(query).scalar_one()
-        return dataset
+        return get_or_create(session, query, lambda: Dataset(name=name))
 
     def _dataset(self, session: Session, name: str) -> Dataset:
         dataset = session.execute(select(Dataset).where(Dataset.name == name)).scalar_one_or_none()
         if dataset is None:
-            import difflib
-
-            names = list(session.execute(select(Dataset.name)).scalars())
-            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise NotFound(f"no dataset {name!r}.{hint}", param="dataset")
+            names = session.execute(select(Dataset.name)).scalars()
+            raise NotFound(f"no dataset {name!r}.{did_you_mean(name, names)}", param="dataset")
         return dataset
 
     def _resolve(self, session: Session, ref: str) -> DatasetVersion:

@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from llmops.errors import InvalidInput, NotFound
+from llmops.errors import InvalidInput, NotFound, did_you_mean
 from llmops.registry.records import AliasMove, DatasetUse, ModelSummary, ModelVersionInfo
-from llmops.registry.references import ModelRef, check_alias, check_name, close_matches, parse_ref
+from llmops.registry.references import ModelRef, check_alias, check_name, parse_ref
 from llmops.registry.safety import inspect_model_dir
 from llmops.store import audit
 from llmops.store.artifacts import ArtifactStore
-from llmops.store.database import Store
+from llmops.store.database import Store, get_or_create
 from llmops.store.home import Home
 from llmops.store.schema import (
     Dataset,
@@ -228,23 +227,14 @@ class Registry:
     # ---- internals ----
     def _get_or_create_model(self, session: Session, name: str) -> RegisteredModel:
         query = select(RegisteredModel).where(RegisteredModel.name == name).with_for_update()
-        model = session.execute(query).scalar_one_or_none()
-        if model is not None:
-            return model
-        try:
-            with session.begin_nested():
-                model = RegisteredModel(name=name)
-                session.add(model)
-        except SAIntegrityError:  # another process created it first
-            return session.execute(query).scalar_one()
-        return model
+        return get_or_create(session, query, lambda: RegisteredModel(name=name))
 
     def _model(self, session: Session, name: str, *, lock: bool = False) -> RegisteredModel:
         query = select(RegisteredModel).where(RegisteredModel.name == name)
         model = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
         if model is None:
             names = list(session.execute(select(RegisteredModel.name)).scalars())
-            raise NotFound(f"no registered model {name!r}.{close_matches(name, names)}", param="model")
+            raise NotFound(f"no registered model {name!r}.{did_you_mean(name, names)}", param="model")
         return model
 
     def _resolve(self, session: Session, ref: ModelRef, model: RegisteredModel | None = None) -> ModelVersion:
@@ -254,7 +244,7 @@ class Registry:
             alias = session.get(ModelAlias, (model.id, ref.alias))
             if alias is None:
                 known = list(_aliases_of_model(session, model.id))
-                hint = close_matches(ref.alias, known) or (
+                hint = did_you_mean(ref.alias, known) or (
                     f" Its aliases: {', '.join(known)}." if known else ""
                 )
                 raise NotFound(f"model {ref.name!r} has no alias {ref.alias!r}.{hint}", param="model")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
@@ -54,9 +53,3 @@ def parse_ref(text: str) -> ModelRef:
     if not suffix:
         raise InvalidInput(f"reference {text!r} ends with '@': add a version or alias", param="model")
     return ModelRef(name, alias=check_alias(suffix))
-
-
-def close_matches(word: str, candidates: list[str]) -> str:
-    """A ' Did you mean ...?' suffix for not-found messages, or '' when nothing is close."""
-    matches = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(matches)}?" if matches else ""

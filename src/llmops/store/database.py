@@ -12,15 +12,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmops.errors import InvalidInput, StoreUnavailable
 from llmops.settings import Settings
+
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True)
@@ -162,3 +165,21 @@ def _translate_db_errors(store: Store) -> Iterator[None]:
         if exc.connection_invalidated:
             raise StoreUnavailable("lost the connection to the database; retry") from exc
         raise
+
+
+def get_or_create(session: Session, query: Select[Any], make: Callable[[], RowT]) -> RowT:
+    """The row ``query`` finds, or a new one from ``make()`` added in a savepoint.
+
+    When another process inserts the same unique row between the look-up and the insert, the
+    savepoint rolls back alone and the row it created is returned: the caller's transaction survives.
+    """
+    found = session.execute(query).scalar_one_or_none()
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            row = make()
+            session.add(row)
+    except SAIntegrityError:
+        return session.execute(query).scalar_one()
+    return row

@@ -10,12 +10,11 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from llmops.errors import InvalidInput, NotFound
 from llmops.store.artifacts import ArtifactStore
-from llmops.store.database import Store
+from llmops.store.database import Store, get_or_create
 from llmops.store.home import Home
 from llmops.store.schema import Experiment, Run, RunArtifact, RunMetric, RunParam, RunTag, utcnow
 from llmops.tracking.writer import MetricWriter
@@ -80,16 +79,10 @@ class Tracker:
         return run
 
     def _experiment_id(self, session: Session, name: str) -> int:
-        found = session.execute(select(Experiment.id).where(Experiment.name == name)).scalar_one_or_none()
-        if found is not None:
-            return found
-        try:
-            with session.begin_nested():
-                experiment = Experiment(name=name)
-                session.add(experiment)
-            return experiment.id
-        except SAIntegrityError:  # created concurrently by another process
-            return session.execute(select(Experiment.id).where(Experiment.name == name)).scalar_one()
+        query = select(Experiment).where(Experiment.name == name)
+        experiment = get_or_create(session, query, lambda: Experiment(name=name))
+        session.flush()
+        return experiment.id
 
     def get_run(self, run_id: str) -> RunInfo:
         with self.store.read() as session:
