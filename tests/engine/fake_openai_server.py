@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -121,24 +119,10 @@ async def _event(send: Any, payload: dict[str, Any]) -> None:
 @contextmanager
 def serving(app: FakeOpenAI) -> Iterator[str]:
     """Serve ``app`` on an ephemeral loopback port in a thread; yields the base URL."""
-    import uvicorn
+    from tests.servers import serving as serve_app
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(app, lifespan="off") as url:
+        yield url
 
 
 if __name__ == "__main__":

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import uvicorn
+from tests.servers import serving
 
 from llmops.engine.types import (
     Backend,
@@ -55,20 +52,8 @@ class VerdictBackend(Backend):
 
 @pytest.fixture
 def llmops_judge() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(VerdictBackend(), "judge"), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(build_app(VerdictBackend(), "judge")) as url:
+        yield f"{url}/v1"
 
 
 def test_judge_scores_through_a_running_llmops_replica(llmops_judge: str) -> None:

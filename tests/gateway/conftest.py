@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from tests.monitor.conftest import Receiver, webhook_receiver  # noqa: F401 (the loopback webhook fixture)
+from tests.servers import serving
 
 from llmops.gateway.app import build_app
 from llmops.gateway.config import GatewayConfig
@@ -68,24 +65,8 @@ def make_key(home: Home) -> Callable[..., str]:
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on an ephemeral loopback port in a thread; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,15 +9,14 @@ and is steered by markers in the prompt: OVERLOAD (Overloaded), RATELIMIT (RateL
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from tests.servers import serving
 
 from llmops.engine.types import (
     Backend,
@@ -151,23 +150,8 @@ class FakeBackend(Backend):
 @contextmanager
 def running_server(app: FastAPI) -> Iterator[str]:
     """Serve ``app`` with uvicorn (uvloop, httptools) on an ephemeral loopback port in a thread."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app, loop="uvloop", http="httptools") as url:
+        yield url
 
 
 @dataclass
