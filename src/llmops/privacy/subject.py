@@ -66,10 +66,11 @@ def find_subject(home: Home, subject: str) -> SubjectReport:
         count = sum(row_belongs(row, subject) for row in datasets.rows(ref))
         if count:
             holding[ref] = count
+    tracker = Tracker.from_home(home)
     eval_runs = tuple(
         run.id
-        for run in Tracker.from_home(home).list_runs("eval", limit=10_000)
-        if Tracker.from_home(home).get_run(run.id).params.get("dataset") in holding
+        for run in tracker.list_runs("eval", limit=10_000)
+        if tracker.get_run(run.id).params.get("dataset") in holding
     )
     registry = Registry.from_home(home)
     models: set[str] = set()
