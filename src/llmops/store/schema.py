@@ -335,3 +335,42 @@ class DriftReportRecord(Base):
     drifted: Mapped[bool]
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     __table_args__ = (Index("ix_drift_reports_version_checked", "model_version", "checked_at"),)
+
+
+class LifecycleRun(Base):
+    """One long-running orchestration object (a rollout, a pipeline run, a loop cycle) and its lease.
+
+    ``state`` moves only through ``store.lifecycle``; ``lease_holder``/``lease_expires_at`` say which
+    process drives it (exactly one at a time); ``signals`` queue operator commands for that process.
+    """
+
+    __tablename__ = "lifecycle_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(50))
+    terminal: Mapped[bool] = mapped_column(default=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signals: Mapped[list[Any]] = mapped_column(JSON)
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    __table_args__ = (Index("ix_lifecycle_runs_kind_name", "kind", "name", "terminal"),)
+
+
+class LifecycleTransition(Base):
+    """One state change of a ``LifecycleRun``, with the numbers that decided it."""
+
+    __tablename__ = "lifecycle_transitions"
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("lifecycle_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    from_state: Mapped[str | None] = mapped_column(String(50))
+    to_state: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    numbers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
