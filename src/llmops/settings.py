@@ -99,7 +99,7 @@ class Settings(BaseSettings):
             return self.secret.get_secret_value().encode()
         path = self.resolved_home() / SECRET_FILE
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the home is owner-only
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))

@@ -102,12 +102,17 @@ def test_rotate_keys_reencrypts_stored_payloads(
         row = session.get(GatewayRequest, "fresh")
         assert row is not None
         row.prompt = PayloadCipher([old]).encrypt("secret prompt")
+        rated = session.get(RequestFeedback, "f-fresh")
+        assert rated is not None
+        rated.corrected_output = PayloadCipher([old]).encrypt("secret correction")
     monkeypatch.setenv("LLMOPS_PAYLOAD_KEYS", f"{new.decode()},{old.decode()}")
     reset_settings()
     rotated = cli("privacy", "rotate-keys")
     assert rotated.code == 0, rotated.err
-    assert "re-encrypted 3 request-log rows" in rotated.out
+    assert "re-encrypted 3 request-log rows and 1 feedback rows" in rotated.out
     with home.store.engine.connect() as conn:
         stored = conn.execute(text("SELECT prompt, completion FROM gateway_requests WHERE id='fresh'")).one()
+        feedback = conn.execute(text("SELECT corrected_output FROM feedback WHERE id='f-fresh'")).scalar_one()
     assert all(value.startswith(PREFIX) for value in stored)
     assert PayloadCipher([new]).decrypt(stored[0]) == "secret prompt"
+    assert PayloadCipher([new]).decrypt(feedback) == "secret correction"

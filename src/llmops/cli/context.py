@@ -1,4 +1,10 @@
-"""What every command needs: the settings chosen by global options and a rich console."""
+"""What every command needs: the settings chosen by global options and a rich console.
+
+The consoles never read markup or emoji codes: commands print prompts, completions, feedback, names,
+descriptions and reasons that users wrote, and ``[/bold]`` in a prompt must print as written (read as
+markup it raised ``MarkupError``; ``[red]x[/red]`` vanished, and so did ``[encrypted]``). No command
+styles its output with markup, so none is lost.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from llmops.store.home import Home, open_home
 
 # Piped output (scripts, CI logs) gets wide tables instead of 80-column wrapping.
 _WIDTH = None if sys.stdout.isatty() else 200
-console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def settings_of(ctx: typer.Context) -> Settings:

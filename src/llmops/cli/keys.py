@@ -58,17 +58,21 @@ def create(
 @app.command("list")
 def list_keys(
     ctx: typer.Context,
-    include_revoked: bool = typer.Option(True, "--all/--active", help="Show revoked keys too."),
+    include_revoked: bool = typer.Option(
+        True, "--all/--active", help="Show revoked and expired keys too, or only usable ones."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List keys with their policy (never the keys themselves)."""
+    """List keys with their policy and state (active, expired, revoked); never the keys themselves."""
     records = _keys(ctx).list(include_revoked=include_revoked)
+    if not include_revoked:
+        records = [record for record in records if record.state() == "active"]
     if json_out:
-        print_json([record.to_json() for record in records])
+        print_json([{**record.to_json(), "state": record.state()} for record in records])
         return
     table = Table("id", "name", "role", "key", "models", "rpm", "tpm", "budget", "expires", "state")
     for r in records:
-        state = "revoked" if r.revoked_at else "active"
+        state = r.state()
         table.add_row(
             r.id,
             r.name,

@@ -1,10 +1,13 @@
 """The ``llmops`` entry point: global options, the command areas, and one error path.
 
 User errors (``LLMOpsError``) print one line to stderr and exit 2; ``--debug`` shows tracebacks.
+Commands run under the owner-only umask (077, as PostgreSQL's server does): every file they or the
+libraries they call create (the home, spill files, metrics files, exports) is private to the user.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from llmops.cli import (
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError
 from llmops.settings import Settings
+from llmops.store.private_files import OWNER_ONLY_UMASK
 
 app = typer.Typer(
     name="llmops",
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 a user error)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous_umask = os.umask(OWNER_ONLY_UMASK)
+    try:
+        return _run(args, debug)
+    finally:
+        os.umask(previous_umask)  # in-process callers (tests, scripts) get theirs back
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         result = app(args=args, prog_name="llmops", standalone_mode=False)
     except typer.Exit as exc:

@@ -70,7 +70,7 @@ def purge(
 
 @app.command("rotate-keys")
 def rotate_keys(ctx: typer.Context) -> None:
-    """Re-encrypt every logged prompt and completion with the first of LLMOPS_PAYLOAD_KEYS."""
+    """Re-encrypt every logged prompt, completion and feedback text with the first of LLMOPS_PAYLOAD_KEYS."""
     from llmops.errors import InvalidInput
     from llmops.privacy.retention import rotate_payloads
     from llmops.security.payload_crypto import PayloadCipher
@@ -78,4 +78,7 @@ def rotate_keys(ctx: typer.Context) -> None:
     cipher = PayloadCipher.from_settings(settings_of(ctx))
     if cipher is None:
         raise InvalidInput("set LLMOPS_PAYLOAD_KEYS (new key first) to rotate", param="LLMOPS_PAYLOAD_KEYS")
-    console.print(f"re-encrypted {rotate_payloads(home_of(ctx), cipher)} request-log rows")
+    counts = rotate_payloads(home_of(ctx), cipher)
+    console.print(
+        f"re-encrypted {counts['requests']} request-log rows and {counts['feedback']} feedback rows"
+    )

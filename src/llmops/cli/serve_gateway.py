@@ -1,12 +1,12 @@
 """`llmops serve`: run the gateway from gateway.yaml, with flags for the common cases.
 
 With ``--workers N`` (N > 1) uvicorn starts N processes; each reads the resolved configuration
-from a file in the home that this command writes (limits and budgets should then use Redis).
+from a file in the home that this command writes, 0600 and without credentials (``gateway_workers``;
+limits and budgets should then use Redis).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,9 @@ from typing import Any
 import typer
 
 from llmops.cli.context import console, home_of, settings_of
+from llmops.cli.gateway_workers import hand_to_workers, worker_config
 from llmops.errors import InvalidInput
 from llmops.gateway.config import GatewayConfig
-
-CONFIG_ENV = "LLMOPS_GATEWAY_CONFIG_FILE"
 
 
 def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
@@ -95,9 +94,7 @@ def serve(
     metrics_dir = prepare_multiprocess_dir(settings.resolved_home() / "prometheus-multiproc")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     resolved = resolved.model_copy(update={"metrics_multiprocess_dir": metrics_dir})
-    path = settings.resolved_home() / "gateway-config.json"
-    path.write_text(json.dumps(resolved.model_dump(mode="json")))
-    os.environ[CONFIG_ENV] = str(path)
+    hand_to_workers(resolved, settings.resolved_home())  # 0600, credentials through the environment
     os.environ["LLMOPS_HOME"] = str(settings.resolved_home())
     uvicorn.run(
         "llmops.cli.serve_gateway:worker_app",
@@ -156,5 +153,4 @@ def worker_app() -> Any:
     from llmops.gateway.app import create_app
     from llmops.store.home import open_home
 
-    config = GatewayConfig.model_validate(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
-    return create_app(config, open_home())
+    return create_app(worker_config(), open_home())

@@ -28,6 +28,7 @@ from llmops.monitor.drift_features import DriftProfile
 from llmops.monitor.drift_sources import load_profile, save_profile
 from llmops.monitor.drift_store import StoredReference, load_references, profile_from_dataset, save_reference
 from llmops.monitor.service import Monitor
+from llmops.security.payload_protection import PayloadProtection
 from llmops.store.home import Home
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,20 @@ class GatewayMonitor:
     """The monitor of one gateway worker and the drift references of its deployments."""
 
     def __init__(
-        self, config: GatewayMonitorConfig, home: Home, table: DeploymentTable, registry: CollectorRegistry
+        self,
+        config: GatewayMonitorConfig,
+        home: Home,
+        table: DeploymentTable,
+        registry: CollectorRegistry,
+        *,
+        protection: PayloadProtection | None = None,
     ) -> None:
         if config.alert_rules_file is not None:
             config = config.model_copy(update={"alert_rules": load_alert_rules(config.alert_rules_file)})
         self.config = config
         self.home = home
         self.table = table
-        self.monitor = Monitor(config, registry, store=home.store)
+        self.monitor = Monitor(config, registry, store=home.store, protection=protection)
         self._by_deployment: dict[str, StoredReference] = {}
         self._applied: dict[str, str] = {}  # model version -> digest of the reference it is tracked with
         self._profiles: dict[str, DriftProfile] = {}  # digest -> profile

@@ -44,8 +44,7 @@ from llmops.gateway.shadow import ShadowMirror
 from llmops.gateway.sse import completion_of
 from llmops.gateway.upstreams import UpstreamDisconnected
 from llmops.security.guardrails import GuardrailReport, check_input, check_output
-from llmops.security.payload_crypto import PayloadCipher
-from llmops.security.redaction import Redactor
+from llmops.security.payload_protection import PayloadProtection
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
@@ -82,16 +81,13 @@ class Pipeline:
     cache: ResponseCache | None = None
     log_writer: RequestLogWriter | None = None
     monitor: GatewayMonitor | None = None
-    cipher: PayloadCipher | None = None
-    redactor: Redactor | None = None
+    protection: PayloadProtection | None = None
     _flags: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.guardrail_decisions = guardrail_counter(self.metrics)
-        if self.cipher is None:
-            self.cipher = PayloadCipher.from_settings()
-        if self.redactor is None and self.config.request_log.redact != "off":
-            self.redactor = Redactor.from_settings()
+        if self.protection is None:
+            self.protection = PayloadProtection.from_settings(self.config.request_log.redact)
 
     async def handle(self, request_id: str, principal: Principal, raw: bytes, endpoint: Endpoint) -> Response:
         try:
@@ -371,19 +367,13 @@ class Pipeline:
             self.log_writer.submit(record)
 
     async def _protect(self, *texts: str | None) -> tuple[str | None, ...]:
-        """Redact (when configured; in a thread, detection is not free) then encrypt (when keys are
-        configured) the payloads of a log row."""
-        mode = self.config.request_log.redact
-        redactor = self.redactor
-        if redactor is not None and mode != "off" and any(texts):
-
-            def redact_all() -> tuple[str | None, ...]:
-                return tuple(redactor.redact(t, mode).text if t else t for t in texts)
-
-            texts = await asyncio.to_thread(redact_all)
-        if self.cipher is not None:
-            texts = tuple(self.cipher.encrypt(t) for t in texts)
-        return texts
+        """The payloads of a log row through the protection step (in a thread when it redacts:
+        detection is not free)."""
+        protection = self.protection
+        assert protection is not None
+        if protection.redacts and any(texts):
+            return await asyncio.to_thread(protection.protect, *texts)
+        return protection.protect(*texts)
 
 
 def _system_prompt(body: dict[str, Any]) -> str | None:

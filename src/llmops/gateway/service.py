@@ -38,6 +38,7 @@ from llmops.gateway.shadow import ShadowMirror
 from llmops.gateway.upstreams import Upstream
 from llmops.registry.client import Registry
 from llmops.security.keys import KeyStore
+from llmops.security.payload_protection import PayloadProtection
 from llmops.store.database import Store
 from llmops.store.home import Home
 from llmops.store.schema import GatewayRequest
@@ -140,8 +141,12 @@ def build_gateway(
         spill = config.request_log.spill_dir or home.settings.resolved_home() / "gateway-spill"
         log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics)
     forwarder = Forwarder(table, config.health, metrics, rng)
+    # one protection step for every stored payload: request rows and feedback text alike
+    protection = PayloadProtection.from_settings(config.request_log.redact)
     monitor = (
-        GatewayMonitor(config.monitor, home, table, metrics.registry) if config.monitor.enabled else None
+        GatewayMonitor(config.monitor, home, table, metrics.registry, protection=protection)
+        if config.monitor.enabled
+        else None
     )
     pipeline = Pipeline(
         config=config,
@@ -154,6 +159,7 @@ def build_gateway(
         cache=_cache(config, redis),
         log_writer=log_writer,
         monitor=monitor,
+        protection=protection,
     )
     return Gateway(
         config=config,

@@ -3,8 +3,10 @@
 A feedback names a request by id. The request is found among the requests this process answered
 recently (``RecentRequests``, in memory: the request log may not have written the row yet) or in
 the request log (``find_request``, a read in the caller's thread). ``feedback_row`` turns a
-validated ``Feedback`` and its ``FeedbackTarget`` into a ``feedback`` table row; ``FeedbackReceipt``
-is what ``POST /v1/feedback`` answers.
+validated ``Feedback`` and its ``FeedbackTarget`` into a ``feedback`` table row, after
+``protect_text`` has put its free text (comment, corrected output: a completion in all but name)
+through the request log's protection step; ``FeedbackReceipt`` is what ``POST /v1/feedback`` answers.
+Readers reveal that text like a request's payloads (``request_search``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from llmops.errors import InvalidInput
 from llmops.monitor.feedback import Feedback
+from llmops.security.payload_protection import PayloadProtection
 from llmops.store.database import Store
 from llmops.store.schema import GatewayRequest, RequestFeedback, utcnow
 
@@ -79,6 +82,13 @@ def find_request(store: Store, request_id: str) -> FeedbackTarget | None:
         if row is None or row.shadow_of is not None:
             return None
         return FeedbackTarget(row.id, row.model_version, row.key_id)
+
+
+def protect_text(feedback: Feedback, protection: PayloadProtection) -> Feedback:
+    """``feedback`` with its comment and corrected output redacted and encrypted as ``protection``
+    says (blocking: detection is not free). The copy skips validation: a token outgrows the limits."""
+    comment, corrected = protection.protect(feedback.comment, feedback.corrected_output)
+    return feedback.model_copy(update={"comment": comment, "corrected_output": corrected})
 
 
 def feedback_row(feedback: Feedback, target: FeedbackTarget, *, key_id: str | None) -> RequestFeedback:

@@ -3,9 +3,10 @@
 ``search_requests(store, RequestFilter(...))`` lists request-log rows newest first, each with the
 feedback given on it; ``get_request(store, id)`` returns one row with its timings, feedback and
 online-evaluation scores (``NotFound`` naming ``request_id`` otherwise). ``iter_requests`` streams
-every matching row in batches, for export (``request_export``). The admin API and ``llmops requests``
-both call these, so they filter and present requests identically. Reads are blocking: on an event
-loop call them in a thread.
+every matching row in batches, for export (``request_export``). Stored prompts, completions and
+feedback text are shown through ``reveal`` (decrypted, or ``[encrypted]`` for a reader without
+payload access). The admin API and ``llmops requests`` both call these, so they filter and present
+requests identically. Reads are blocking: on an event loop call them in a thread.
 """
 
 from __future__ import annotations
@@ -163,7 +164,9 @@ def _view(row: GatewayRequest, feedback: list[FeedbackView], reveal: Reveal) -> 
     return {**values, "feedback": feedback}
 
 
-def _feedback_by_request(session: Session, ids: Sequence[str]) -> dict[str, list[FeedbackView]]:
+def _feedback_by_request(
+    session: Session, ids: Sequence[str], reveal: Reveal
+) -> dict[str, list[FeedbackView]]:
     found: dict[str, list[FeedbackView]] = {}
     for start in range(0, len(ids), 500):  # keep IN lists short
         query = (
@@ -177,8 +180,8 @@ def _feedback_by_request(session: Session, ids: Sequence[str]) -> dict[str, list
                     id=item.id,
                     score=item.score,
                     thumbs=item.thumbs,
-                    comment=item.comment,
-                    corrected_output=item.corrected_output,
+                    comment=reveal(item.comment),
+                    corrected_output=reveal(item.corrected_output),
                     key_id=item.key_id,
                     created_at=item.created_at,
                 )
@@ -193,7 +196,7 @@ def search_requests(
     payload (default: decrypted with this process's payload keys)."""
     with store.read() as session:
         rows = list(session.execute(request_filter.query()).scalars())
-        feedback = _feedback_by_request(session, [row.id for row in rows])
+        feedback = _feedback_by_request(session, [row.id for row in rows], reveal)
         return [RequestView.model_validate(_view(row, feedback.get(row.id, []), reveal)) for row in rows]
 
 
@@ -204,7 +207,7 @@ def iter_requests(
     with store.read() as session:
         result = session.execute(request_filter.query().execution_options(yield_per=batch_size))
         for batch in result.scalars().partitions():
-            feedback = _feedback_by_request(session, [row.id for row in batch])
+            feedback = _feedback_by_request(session, [row.id for row in batch], reveal)
             for row in batch:
                 yield RequestView.model_validate(_view(row, feedback.get(row.id, []), reveal))
 
@@ -230,7 +233,7 @@ def get_request(store: Store, request_id: str, reveal: Reveal = default_reveal) 
                 f"no request {request_id!r} in the request log; find ids with `llmops requests search`",
                 param="request_id",
             )
-        feedback = _feedback_by_request(session, [row.id]).get(row.id, [])
+        feedback = _feedback_by_request(session, [row.id], reveal).get(row.id, [])
         scores = session.execute(
             select(OnlineEvalResult)
             .where(OnlineEvalResult.request_id == request_id)

@@ -3,7 +3,9 @@
 The gateway builds one ``Monitor`` with its Prometheus registry (and its store, to keep results),
 calls ``on_response`` after each answered request (cheap: an append and a hash; scoring and checks
 run in the background), ``submit_feedback`` for ``POST /v1/feedback``, and awaits
-``start()``/``stop()`` with its lifespan. With a store, feedback, online-evaluation results, drift
+``start()``/``stop()`` with its lifespan. Feedback text (comment, corrected output) is redacted and
+encrypted by the ``PayloadProtection`` it is given (the gateway passes the request log's) before it
+is stored. With a store, feedback, online-evaluation results, drift
 reports and alert state changes are written as rows by a batched background writer, and alerts a
 previous process left firing are adopted. Alert rules read the samples of the monitor's registry
 and of any other registries handed over.
@@ -36,6 +38,7 @@ from llmops.monitor.feedback_store import (
     RecentRequests,
     feedback_row,
     find_request,
+    protect_text,
     receipt,
 )
 from llmops.monitor.metrics import MonitorMetrics
@@ -43,6 +46,7 @@ from llmops.monitor.online_eval import OnlineEvalConfig, OnlineEvalRow, OnlineEv
 from llmops.monitor.online_eval_queue import OnlineEvalQueue, ServedResponse
 from llmops.monitor.store_writer import MonitorStoreWriter
 from llmops.monitor.webhook import WebhookSender
+from llmops.security.payload_protection import PayloadProtection
 from llmops.store.database import Store
 from llmops.store.schema import OnlineEvalResult
 
@@ -87,9 +91,12 @@ class Monitor:
         resources: MetricResources | None = None,
         alert_sources: Sequence[CollectorRegistry] = (),
         store: Store | None = None,
+        protection: PayloadProtection | None = None,
     ) -> None:
         self.config = config = config or MonitorConfig()
         self.store = store
+        # feedback text is stored like a completion: redacted and encrypted by the same step
+        self.protection = protection or PayloadProtection.from_settings()
         self.metrics = MonitorMetrics(registry)
         self.writer: MonitorStoreWriter | None = None
         if store is not None:
@@ -171,7 +178,10 @@ class Monitor:
                 "response (or its x-request-id header)",
                 param="request_id",
             )
-        row = feedback_row(feedback, target, key_id=key_id)
+        stored = feedback
+        if feedback.comment or feedback.corrected_output:
+            stored = await asyncio.to_thread(protect_text, feedback, self.protection)
+        row = feedback_row(stored, target, key_id=key_id)
         if target.model_version:
             self.feedback.record(target.model_version, feedback)
         if self.writer is not None:

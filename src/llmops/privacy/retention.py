@@ -7,13 +7,15 @@ whatever is configured: a shorter setting is refused. The audit log is a hash ch
 its first event, so ``purge`` counts audit events past retention but does not delete them (that
 needs a chain checkpoint in ``store.audit``). Every purge that changes something appends a
 ``privacy.purge`` audit event with the counts. ``rotate_payloads`` re-encrypts every stored payload
-with the first of ``LLMOPS_PAYLOAD_KEYS`` (after a key rotation).
+(request prompts and completions, feedback text) with the first of ``LLMOPS_PAYLOAD_KEYS`` (after a
+key rotation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, func, or_, select, update
@@ -28,6 +30,7 @@ from llmops.store.schema import AuditEvent, Base, GatewayRequest, OnlineEvalResu
 
 AUDIT_MINIMUM_DAYS = 180
 DATA_CLASSES = ("request_payloads", "request_metadata", "feedback", "audit_events")
+PayloadRow = TypeVar("PayloadRow", GatewayRequest, RequestFeedback)
 
 
 class RetentionPolicy(BaseModel):
@@ -132,28 +135,43 @@ def purge(
     return PurgeResult(counts, dry_run, seq)
 
 
-def rotate_payloads(home: Home, cipher: PayloadCipher, batch_size: int = 500) -> int:
-    """Re-encrypt every stored prompt and completion with the cipher's first key (plain ones are
-    encrypted too); returns how many rows were rewritten."""
+def rotate_payloads(home: Home, cipher: PayloadCipher, batch_size: int = 500) -> dict[str, int]:
+    """Re-encrypt every stored payload with the cipher's first key (plain ones are encrypted too):
+    request prompts and completions, feedback comments and corrected outputs. Returns how many rows
+    were rewritten, per table (``requests``, ``feedback``)."""
+    return {
+        "requests": _rotate(home, cipher, GatewayRequest, ("prompt", "completion"), batch_size),
+        "feedback": _rotate(home, cipher, RequestFeedback, ("comment", "corrected_output"), batch_size),
+    }
+
+
+def _rotate(
+    home: Home,
+    cipher: PayloadCipher,
+    model: type[PayloadRow],
+    columns: tuple[str, str],
+    batch_size: int,
+) -> int:
     rewritten, last = 0, ""
     while True:
         with home.store.transaction() as session:
             rows = list(
                 session.execute(
-                    select(GatewayRequest)
-                    .where(
-                        GatewayRequest.id > last,
-                        or_(GatewayRequest.prompt.is_not(None), GatewayRequest.completion.is_not(None)),
-                    )
-                    .order_by(GatewayRequest.id)
+                    select(model)
+                    .where(model.id > last, or_(*(getattr(model, name).is_not(None) for name in columns)))
+                    .order_by(model.id)
                     .limit(batch_size)
                 ).scalars()
             )
             for row in rows:
-                prompt, completion = cipher.rotate(row.prompt), cipher.rotate(row.completion)
-                if (prompt, completion) != (row.prompt, row.completion):
-                    row.prompt, row.completion = prompt, completion
-                    rewritten += 1
+                changed = False
+                for name in columns:
+                    value = getattr(row, name)
+                    rotated = cipher.rotate(value)
+                    if rotated != value:
+                        setattr(row, name, rotated)
+                        changed = True
+                rewritten += changed
             last = rows[-1].id if rows else last
         if len(rows) < batch_size:
             return rewritten

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +32,7 @@ KEY_PREFIX = "sk-llmops-"
 _KEY_RE = re.compile(r"^sk-llmops-[A-Za-z0-9_-]{43}$")
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+KeyState = Literal["active", "expired", "revoked"]
 
 
 def new_raw_key() -> str:
@@ -105,6 +106,14 @@ class KeyRecord:
 
     def may_use(self, model: str) -> bool:
         return not self.models or model in self.models
+
+    def state(self, now: datetime | None = None) -> KeyState:
+        """``revoked``, ``expired`` or ``active``: what the gateway does with the key now."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or utcnow()):
+            return "expired"
+        return "active"
 
     def check_usable(self, now: datetime | None = None) -> None:
         """Raise ``Unauthorized`` when the key is revoked or expired."""

@@ -3,7 +3,7 @@
 A file's digest is the sha256 of its bytes. A directory's digest is the sha256 of its manifest: the
 canonical JSON list of relative paths, sizes and file digests. Layout under the root:
 
-    blobs/ab/<digest>          file contents, read-only
+    blobs/ab/<digest>          file contents, read-only (0400: owner only, like every folder, 0700)
     trees/ab/<digest>.json     a directory's manifest
     trees/ab/<digest>/         the directory, materialised from blobs (hard links)
 
@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from llmops.errors import IntegrityError, InvalidInput, NotFound
+from llmops.store.private_files import FILE_MODE, READ_ONLY_MODE, open_private, private_dir
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -77,7 +78,7 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         for sub in ("blobs", "trees", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.root / sub)
 
     # ---- paths (from digests only) ----
     def _blob(self, digest: str) -> Path:
@@ -96,13 +97,13 @@ class ArtifactStore:
     def _atomic_write(self, target: Path, data: bytes) -> None:
         if target.exists():
             return  # content-addressed: same digest, same bytes
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         tmp = self.root / "tmp" / uuid.uuid4().hex
-        with tmp.open("wb") as handle:
+        with open_private(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o444)
+        os.chmod(tmp, READ_ONLY_MODE)
         os.replace(tmp, target)
 
     def put_bytes(self, data: bytes) -> str:
@@ -116,7 +117,7 @@ class ArtifactStore:
             raise InvalidInput(f"not a file: {path}", param="path")
         tmp = self.root / "tmp" / uuid.uuid4().hex
         digest = hashlib.sha256()
-        with path.open("rb") as src, tmp.open("wb") as dst:
+        with path.open("rb") as src, open_private(tmp, "wb") as dst:
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
                 dst.write(chunk)
@@ -127,8 +128,8 @@ class ArtifactStore:
         if target.exists():
             tmp.unlink()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
+            private_dir(target.parent)
+            os.chmod(tmp, READ_ONLY_MODE)
             os.replace(tmp, target)
         return hexdigest
 
@@ -223,7 +224,7 @@ class ArtifactStore:
         if self._manifest_path(digest).exists():
             raise InvalidInput("only file artifacts can be purged", param="digest")
         if blob.exists():
-            os.chmod(blob, 0o644)
+            os.chmod(blob, FILE_MODE)
             blob.unlink()
 
     def _materialise(self, digest: str, manifest: Manifest, tree: Path) -> None:
@@ -233,12 +234,12 @@ class ArtifactStore:
             if rel.is_absolute() or ".." in rel.parts:
                 raise IntegrityError(f"artifact {digest}: manifest path {entry.path!r} escapes the tree")
             target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             try:
                 os.link(self._blob(entry.sha256), target)
             except OSError:
                 shutil.copyfile(self._blob(entry.sha256), target)
-                os.chmod(target, 0o444)
+                os.chmod(target, READ_ONLY_MODE)
         try:
             os.replace(staging, tree)
         except OSError:

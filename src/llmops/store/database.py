@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from llmops.errors import InvalidInput, StoreUnavailable
 from llmops.settings import Settings
+from llmops.store.private_files import private_dir, private_file
 
 RowT = TypeVar("RowT")
 
@@ -38,7 +39,9 @@ class DialectSetup:
 def _sqlite_url(url: str) -> str:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode
+        path = Path(parsed.database).expanduser()
+        private_file(private_dir(path.parent) / path.name)
     return url
 
 
