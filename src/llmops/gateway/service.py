@@ -29,6 +29,7 @@ from llmops.gateway.deployments import (
 from llmops.gateway.forward import Forwarder
 from llmops.gateway.health import HealthChecker
 from llmops.gateway.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from llmops.gateway.log_protection import LogProtection
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.overrides import OverrideSync, read_specs
@@ -138,7 +139,8 @@ def build_gateway(
     log_writer = None
     if config.request_log.enabled:
         spill = config.request_log.spill_dir or home.settings.resolved_home() / "gateway-spill"
-        log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics)
+        protection = LogProtection.from_config(config.request_log)
+        log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics, protection)
     forwarder = Forwarder(table, config.health, metrics, rng)
     monitor = (
         GatewayMonitor(config.monitor, home, table, metrics.registry) if config.monitor.enabled else None
@@ -150,7 +152,7 @@ def build_gateway(
         budgets=_budgets(config, redis, home.store),
         forwarder=forwarder,
         metrics=metrics,
-        shadow=ShadowMirror(forwarder, log_writer, metrics, rng, log_prompts=config.request_log.log_prompts),
+        shadow=ShadowMirror(forwarder, log_writer, metrics, rng),
         cache=_cache(config, redis),
         log_writer=log_writer,
         monitor=monitor,
