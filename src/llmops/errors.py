@@ -19,10 +19,15 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 
 class LLMOpsError(Exception):
-    """Base of all expected errors. ``message`` says what went wrong and how to fix it."""
+    """Base of all expected errors. ``message`` says what went wrong and how to fix it.
+
+    ``detail`` (optional) is what operators need beyond the message (internal addresses, an
+    upstream's answer): it goes to logs and stored records, never into the body sent to a client.
+    """
 
     status_code: int = 500
     error_type: str = "internal_error"
+    detail: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

@@ -13,6 +13,7 @@ import json
 import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ class MockUpstream:
         choice = {"index": 0, "finish_reason": "length"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
         payload = {
-            "id": "cmpl-mock",
+            "id": _response_id(chat),
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
             "model": request.get("model"),
@@ -93,14 +94,14 @@ class MockUpstream:
         await send(
             {"type": "http.response.start", "status": 200, "headers": self._headers(b"text/event-stream")}
         )
-        tokens = self._tokens(request)
+        tokens, response_id = self._tokens(request), _response_id(chat)
         for index, token in enumerate(tokens):
             if self.token_delay and index:
                 await asyncio.sleep(self.token_delay)
             choice: dict[str, Any] = {"index": 0, "finish_reason": None}
             choice.update({"delta": {"content": token}} if chat else {"text": token})
             chunk = {
-                "id": "cmpl-mock",
+                "id": response_id,
                 "object": "chat.completion.chunk",
                 "created": 0,
                 "model": request.get("model"),
@@ -122,6 +123,11 @@ async def _event(send: Any, payload: dict[str, Any]) -> None:
             "more_body": True,
         }
     )
+
+
+def _response_id(chat: bool) -> str:
+    """Unique per answer, shaped like OpenAI's (and llmops serve's)."""
+    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
 
 
 async def _json(send: Any, status: int, payload: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ async def test_relaxed_rows_land_within_the_flush_interval_without_close(home: H
     writer = RequestLogWriter(home.store, tmp_path / "spill", config)
     await writer.start()
     for i in range(100):
-        writer.submit(_record(i))
+        await writer.submit(_record(i))
     deadline = time.monotonic() + 5  # committed within the window (plus scheduling on a busy machine)
     while len(_ids(home)) < 100 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -70,7 +70,7 @@ async def test_slow_database_spills_and_replays_in_order(home: Home, tmp_path: P
     await writer.start()
     thread = _hold_write_lock(home, 1.5, threading.Event())
     for i in range(200):
-        writer.submit(_record(i))
+        await writer.submit(_record(i))
         await asyncio.sleep(0.002)
     assert (tmp_path / "spill" / SPILL_NAME).exists() or list((tmp_path / "spill").glob("*.jsonl"))
     await asyncio.to_thread(thread.join)
@@ -88,7 +88,7 @@ async def test_leftover_spill_files_are_replayed_on_start(home: Home, tmp_path: 
     )  # r2 twice: replay is idempotent
     writer = RequestLogWriter(home.store, spill, RequestLogConfig(flush_interval_s=0.02))
     await writer.start()
-    writer.submit(_record(6))
+    await writer.submit(_record(6))
     await writer.close()
     assert _ids(home) == [f"r{i:06d}" for i in range(7)]
 
@@ -193,7 +193,7 @@ async def test_odd_values_never_block_the_log(
     await writer.start()
     odd = _record(1)
     odd.user, odd.prompt = "u" * 5000, "nul\x00byte"
-    writer.submit(odd)
+    await writer.submit(odd)
     await writer.close()
     with home.store.read() as session:
         row = session.get(GatewayRequest, "r000001")
@@ -210,7 +210,7 @@ async def test_odd_values_never_block_the_log(
     writer = RequestLogWriter(home.store, tmp_path / "spill", RequestLogConfig(flush_interval_s=0.02))
     await writer.start()
     for i in (2, 3, 4):
-        writer.submit(_record(i))
+        await writer.submit(_record(i))
     await writer.close()
     assert _ids(home) == ["r000001", "r000002", "r000004"]
     assert "r000003" in (tmp_path / "spill" / "requests.rejected.jsonl").read_text()

@@ -1,5 +1,7 @@
 """`llmops serve`: run the gateway from gateway.yaml, with flags for the common cases.
 
+With ``--model REF`` (the embedded shape) the config file's deployment of that name keeps all its
+settings (guardrails, limits, price, drift reference); one it lacks is added, priced by the flags.
 With ``--workers N`` (N > 1) uvicorn starts N processes; each reads the resolved configuration
 from a file in the home that this command writes, 0600 and without credentials (``gateway_workers``;
 limits and budgets should then use Redis).
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from llmops.cli.context import console, home_of, settings_of
 from llmops.cli.gateway_workers import hand_to_workers, worker_config
 from llmops.errors import InvalidInput
 from llmops.gateway.config import GatewayConfig
+from llmops.registry.references import parse_ref
 
 
 def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
@@ -26,23 +30,60 @@ def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "upstreams": [{"url": u} for u in urls.split(",") if u], "price": price}
 
 
+def _file_data(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read gateway config {path}: {exc}", param="config") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"gateway config {path} is not a mapping of settings", param="config")
+    return data
+
+
 def build_config(
     config: Path | None,
     deployments: list[str],
     overrides: dict[str, Any],
     price: dict[str, Any],
+    model: str | None = None,
 ) -> GatewayConfig:
-    """The config file (if any), plus deployments and settings given as flags."""
-    base = GatewayConfig.from_yaml(config) if config else GatewayConfig()
-    data = base.model_dump(mode="json")
+    """The config file (if any), plus deployments and settings given as flags. With ``model`` (the
+    embedded shape) the deployment it names keeps every setting the file gives it (guardrails,
+    limits, price, drift reference...); one the file does not declare is added, priced by the flags."""
+    data = GatewayConfig().model_dump(mode="json")
+    data.update(_file_data(config) if config else {})
+    data["deployments"] = list(data.get("deployments") or [])
     data["deployments"] += [_deployment_flag(value, price) for value in deployments]
     data.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("redis_url"):
-        data["limits"]["backend"] = "redis"
+        data["limits"] = {**(data.get("limits") or {}), "backend": "redis"}
+    name = parse_ref(model).name if model else None
+    if model and not any(isinstance(d, dict) and d.get("name") == name for d in data["deployments"]):
+        data["deployments"].append({"name": name, "model": model, "price": price})
     try:
-        return GatewayConfig.model_validate(data)
+        resolved = GatewayConfig.model_validate(data)
     except ValueError as exc:
-        raise InvalidInput(f"gateway config is invalid: {exc}", param="config") from None
+        hint = "; price --model with --free or --usd-per-engine-second" if model else ""
+        raise InvalidInput(f"gateway config is invalid: {exc}{hint}", param="config") from None
+    return _embed(resolved, model) if model else resolved
+
+
+def _embed(config: GatewayConfig, ref: str) -> GatewayConfig:
+    """``config`` with its deployment for ``ref`` serving ``ref`` in its first arm; an arm naming
+    another model is an error, never silently replaced."""
+    name = parse_ref(ref).name
+    deployment = next(d for d in config.deployments if d.name == name)
+    first = deployment.arms[0]
+    if first.model not in (None, ref):
+        raise InvalidInput(
+            f"--model {ref}: the config's deployment {name!r} serves {first.model} in arm {first.name!r}; "
+            f"set its model to {ref} or leave it out",
+            param="model",
+        )
+    arms = [first.model_copy(update={"model": ref}), *deployment.arms[1:]]
+    embedded = deployment.model_copy(update={"arms": arms})
+    deployments = [embedded if d.name == name else d for d in config.deployments]
+    return config.model_copy(update={"deployments": deployments})
 
 
 def serve(
@@ -77,11 +118,11 @@ def serve(
         "redis_url": redis_url,
         "allow_loopback_upstreams": allow_loopback,
     }
-    resolved = build_config(config, deployment, overrides, price)
+    resolved = build_config(config, deployment, overrides, price, model)
     settings = settings_of(ctx)
     home_of(ctx)  # create and migrate the embedded store before workers start
     if model is not None:
-        _serve_in_process(ctx, resolved, model, price, threads)
+        _serve_in_process(ctx, resolved, model, threads)
         return
     names = ", ".join(d.name for d in resolved.deployments) or "no deployments yet"
     console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
@@ -106,16 +147,16 @@ def serve(
     )
 
 
-def _serve_in_process(
-    ctx: typer.Context, config: GatewayConfig, ref: str, price: dict[str, Any], threads: int | None
-) -> None:
-    """``llmops serve --model REF``: the engine, its replica app and the gateway in one process."""
+def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threads: int | None) -> None:
+    """``llmops serve --model REF``: the engine, its replica app and the gateway in one process.
+
+    ``config`` already holds the deployment for ``ref`` with every setting the file gave it
+    (``build_config``); the in-process replica joins its first arm."""
     import uvicorn
 
     from llmops.engine.config import EngineConfig
     from llmops.gateway.app import create_app
     from llmops.gateway.upstreams import AsgiUpstream
-    from llmops.registry.references import parse_ref
     from llmops.serve import ServeConfig
     from llmops.serve.replica import prepare_replica
 
@@ -124,19 +165,11 @@ def _serve_in_process(
             "--model runs in one process; drop --workers or serve replicas by URL", param="workers"
         )
     name = parse_ref(ref).name
-    try:  # check the price before spending time loading weights
-        spec = GatewayConfig.model_validate({"deployments": [{"name": name, "model": ref, "price": price}]})
-    except ValueError as exc:
-        raise InvalidInput(
-            f"--model {ref}: {exc}; pass --free or --usd-per-engine-second", param="price"
-        ) from None
+    upstream_model = next(d for d in config.deployments if d.name == name).arms[0].upstream_model or name
     engine = EngineConfig(threads=threads) if threads else None
     replica, _ = prepare_replica(
-        ref, ServeConfig(served_model_name=name), engine=engine, open_store=lambda: home_of(ctx)
+        ref, ServeConfig(served_model_name=upstream_model), engine=engine, open_store=lambda: home_of(ctx)
     )
-    deployments = [d for d in config.deployments if d.name != name]
-    deployments.append(spec.deployments[0])
-    config = config.model_copy(update={"deployments": deployments})
     app = create_app(config, home_of(ctx), in_process={name: [AsgiUpstream(replica, f"in-process:{ref}")]})
     console.print(f"serving {ref} in-process as deployment {name!r}")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

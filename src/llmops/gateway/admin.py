@@ -90,12 +90,19 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def _persist(gateway: Gateway, deployment: Deployment, actor: str, action: str, reason: str | None) -> None:
-    spec = deployment_spec(deployment)
+def deployments_without_replicas(gateway: Gateway) -> list[str]:
+    return [d.name for d in gateway.table.all() if not any(r.available() for r in d.replicas())]
+
+
+def _persist(
+    gateway: Gateway, deployment: Deployment, part: str, actor: str, action: str, reason: str | None
+) -> None:
+    """Store the changed ``part`` (``weights`` or ``replicas``) of a deployment, keeping the other."""
     now = utcnow()
     with gateway.home.store.transaction() as session:
         row = session.get(GatewayDeployment, deployment.name, with_for_update=True)
         before = dict(row.spec) if row else None
+        spec = {**(before or {}), **deployment_spec(deployment, part)}
         if row is None:
             session.add(GatewayDeployment(name=deployment.name, spec=spec, updated_by=actor, updated_at=now))
         else:
@@ -134,7 +141,8 @@ def _key_routes(router: APIRouter) -> None:
             budget_usd=body.budget_usd,
             expires_at=body.expires_at,
         )
-        created = await asyncio.to_thread(_gateway(request).keys.create, spec, body.reason)
+        actor = f"key:{principal.key_id}"
+        created = await asyncio.to_thread(_gateway(request).keys.create, spec, body.reason, actor=actor)
         return {**created.record.to_json(), "key": created.key}
 
     @router.post(
@@ -144,7 +152,9 @@ def _key_routes(router: APIRouter) -> None:
     )
     async def revoke_key(key_id: str, request: Request, principal: Principal = ADMIN) -> dict[str, Any]:
         gateway = _gateway(request)
-        record = await asyncio.to_thread(gateway.keys.revoke, key_id, f"via admin API by {principal.key_id}")
+        record = await asyncio.to_thread(
+            gateway.keys.revoke, key_id, "via the admin API", actor=f"key:{principal.key_id}"
+        )
         gateway.key_cache.forget_all()
         return record.to_json()
 
@@ -155,6 +165,15 @@ def _deployment_routes(router: APIRouter) -> None:
     )
     async def list_deployments(request: Request, principal: Principal = DEVELOPER) -> list[dict[str, Any]]:
         return [deployment_view(d) for d in _gateway(request).table.all()]
+
+    @router.get(
+        "/api/readiness",
+        tags=["admin"],
+        summary="Readiness with the deployments that have no available replica (/readyz gives the status).",
+    )
+    async def readiness(request: Request, principal: Principal = DEVELOPER) -> dict[str, Any]:
+        missing = deployments_without_replicas(_gateway(request))
+        return {"ready": not missing, "deployments_without_replicas": missing}
 
     @router.put(
         "/api/deployments/{name}/split",
@@ -174,7 +193,13 @@ def _deployment_routes(router: APIRouter) -> None:
         for arm in deployment.arms:
             arm.weight = body.weights[arm.name]
         await asyncio.to_thread(
-            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.split.set", body.reason
+            _persist,
+            gateway,
+            deployment,
+            "weights",
+            f"key:{principal.key_id}",
+            "gateway.split.set",
+            body.reason,
         )
         return deployment_view(deployment)
 
@@ -195,7 +220,13 @@ def _replica_routes(router: APIRouter) -> None:
         upstream = await asyncio.to_thread(http_upstream_factory(gateway.config), body.url, body.name)
         deployment.arm(arm).replicas.append(Replica(upstream))
         await asyncio.to_thread(
-            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.replica.add", body.reason
+            _persist,
+            gateway,
+            deployment,
+            "replicas",
+            f"key:{principal.key_id}",
+            "gateway.replica.add",
+            body.reason,
         )
         return deployment_view(deployment)
 
@@ -217,7 +248,13 @@ def _replica_routes(router: APIRouter) -> None:
             raise NotFound(f"arm {arm!r} of {name!r} has no replica {replica!r}", param="replica")
         target.replicas = kept
         await asyncio.to_thread(
-            _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.replica.remove", None
+            _persist,
+            gateway,
+            deployment,
+            "replicas",
+            f"key:{principal.key_id}",
+            "gateway.replica.remove",
+            None,
         )
         return deployment_view(deployment)
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmops.errors import InvalidInput, LLMOpsError, NotFound
-from llmops.gateway.admin import install_admin_routes
+from llmops.gateway.admin import deployments_without_replicas, install_admin_routes
 from llmops.gateway.auth import Principal
 from llmops.gateway.config import GatewayConfig
 from llmops.gateway.metrics import GatewayMetrics
@@ -83,14 +83,15 @@ def _add_public_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Every deployment has an available replica.")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Every deployment has an available replica (a status only; GET /api/readiness names them).",
+    )
     async def readyz(request: Request) -> JSONResponse:
         gateway: Gateway = request.app.state.gateway
-        missing = [d.name for d in gateway.table.all() if not any(r.available() for r in d.replicas())]
-        status = 503 if missing else 200
-        return JSONResponse(
-            {"ready": not missing, "deployments_without_replicas": missing}, status_code=status
-        )
+        ready = not deployments_without_replicas(gateway)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def _add_openai_routes(app: FastAPI) -> None:

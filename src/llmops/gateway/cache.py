@@ -1,9 +1,10 @@
 """The response cache: exact matches of deterministic requests, per tenant (key), with a TTL.
 
 Only requests whose answer is determined by their input are cached: temperature 0 or a fixed
-seed, not streamed. The cache key is the SHA-256 of the key id, the deployment and the request
-body normalised (sorted JSON without fields that do not change the answer). Values are JSON,
-never pickled. ``MemoryResponseCache`` is bounded (LRU); ``RedisResponseCache`` is shared.
+seed, not streamed. The cache key is the SHA-256 of the key id, the deployment, the endpoint (a
+chat answer is never a text completion's) and the request body normalised (sorted JSON without
+fields that do not change the answer). Values are JSON, never pickled. ``MemoryResponseCache`` is
+bounded (LRU); ``RedisResponseCache`` is shared.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def is_deterministic(body: dict[str, Any]) -> bool:
     return temperature == 0 or body.get("seed") is not None
 
 
-def cache_key(key_id: str, deployment: str, body: dict[str, Any]) -> str:
+def cache_key(key_id: str, deployment: str, endpoint: str, body: dict[str, Any]) -> str:
     normalised = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
-    canonical = json.dumps([key_id, deployment, normalised], sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps([key_id, deployment, endpoint, normalised], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

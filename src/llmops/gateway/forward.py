@@ -1,11 +1,12 @@
-"""Sending a request to a replica: pick one, retry on another before the first byte, fall back.
+"""Sending a request to a replica of one deployment: pick one, retry on another before the first byte.
 
 Contract: ``Forwarder.open`` returns an ``Attempt`` whose response has started and whose first body
 chunk has arrived (so nothing has reached the client yet when a replica fails and another one is
 tried). Retryable: connection failures, timeouts before the first byte, and 429/502/503/504
 answers. Connection failures and 502/504 count towards the replica's circuit breaker. When every
-replica of a deployment failed, its fallbacks are tried in order. The caller must ``release`` the
-attempt once the response is finished.
+replica of the deployment failed, ``NotServed`` carries what each one did (for operators only);
+the pipeline then tries the deployment's fallbacks under their own policy. The caller must
+``release`` the attempt once the response is finished.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from llmops.errors import Overloaded, UpstreamError
 from llmops.gateway.config import HealthConfig
 from llmops.gateway.deployments import Arm, Deployment, DeploymentTable
 from llmops.gateway.metrics import GatewayMetrics
@@ -55,6 +55,17 @@ class _Failed(Exception):
         self.status = status
 
 
+class NotServed(Exception):
+    """No replica of a deployment could take the request. ``detail`` names replicas and their
+    errors (operators only); ``overloaded``: every failure was a 429/503 or no replica was healthy."""
+
+    def __init__(self, deployment: str, detail: str, *, overloaded: bool) -> None:
+        super().__init__(f"deployment {deployment!r} could not be served: {detail}")
+        self.deployment = deployment
+        self.detail = str(self)
+        self.overloaded = overloaded
+
+
 class Forwarder:
     def __init__(
         self, table: DeploymentTable, health: HealthConfig, metrics: GatewayMetrics, rng: random.Random
@@ -71,19 +82,15 @@ class Forwarder:
         return deployment.arms[index]
 
     async def open(self, deployment: Deployment, parsed: ParsedRequest, request_id: str) -> Attempt:
+        """A started answer of one of ``deployment``'s replicas, or ``NotServed``."""
         errors: list[str] = []
-        overloaded = True
-        for candidate in [deployment, *(self.table.get(name) for name in deployment.config.fallbacks)]:
-            arm = self.choose(candidate, parsed)
-            try:
-                return await self.open_arm(candidate, arm, parsed, request_id, errors)
-            except _Failed as exc:
-                overloaded = overloaded and exc.status in (429, 503)
+        arm = self.choose(deployment, parsed)
+        try:
+            return await self.open_arm(deployment, arm, parsed, request_id, errors)
+        except _Failed as exc:
+            overloaded = not errors or exc.status in (429, 503)
         detail = "; ".join(errors) if errors else "no replica is healthy (all are ejected or failing checks)"
-        message = f"deployment {deployment.name!r} could not be served: {detail}"
-        if not errors or overloaded:
-            raise Overloaded(message, retry_after=1, code="no_healthy_replica")
-        raise UpstreamError(message, code="upstream_unavailable")
+        raise NotServed(deployment.name, detail, overloaded=overloaded)
 
     async def open_arm(
         self,

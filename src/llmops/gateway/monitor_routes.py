@@ -1,6 +1,7 @@
 """Monitoring routes: ``POST /v1/feedback`` and the monitoring part of the admin API.
 
-* ``POST /v1/feedback`` (consumer): feedback on a response, by its ``x-request-id``. A key may rate
+* ``POST /v1/feedback`` (consumer): feedback on a response, by its ``x-request-id`` or, for answers
+  this worker gave recently (the last 100,000), by the response's own ``id``. A key may rate
   its own requests (developer and above: any request); malformed bodies get a 400 naming the field,
   an unknown request a 404 on ``request_id``.
 * ``PUT /api/deployments/{name}/drift-reference`` (deployer): a dataset version's prompts become the
@@ -69,9 +70,13 @@ def _feedback_route(router: APIRouter) -> None:
         def may_rate(target: FeedbackTarget) -> bool:
             return target.key_id == principal.key_id or principal.key.role.allows(Role.DEVELOPER)
 
-        stored = await monitor.monitor.submit_feedback(
-            _json_body(await request.body()), key_id=principal.key_id, may_rate=may_rate
-        )
+        body = _json_body(await request.body())
+        gateway: Gateway = request.app.state.gateway
+        if isinstance(body, dict) and isinstance(body.get("request_id"), str):
+            # a response's own id (chatcmpl-..., cmpl-...) stands for the request that got it
+            request_id = gateway.pipeline.request_of(body["request_id"])
+            body = {**body, "request_id": request_id} if request_id else body
+        stored = await monitor.monitor.submit_feedback(body, key_id=principal.key_id, may_rate=may_rate)
         return JSONResponse(stored.to_json(), status_code=201)
 
 

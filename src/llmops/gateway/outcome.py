@@ -19,7 +19,8 @@ from llmops.store.schema import utcnow
 
 @dataclass
 class RequestContext:
-    """One request on its way through the gateway."""
+    """One request on its way through the gateway. ``deployment`` is the one serving it: the
+    requested one, or the fallback that took it over (admitted under ``fallback_admission``)."""
 
     request_id: str
     principal: Principal
@@ -28,6 +29,7 @@ class RequestContext:
     started: float = field(default_factory=time.monotonic)
     ts: datetime = field(default_factory=utcnow)
     admission: Admission | None = None
+    fallback_admission: Admission | None = None
     reservation: Reservation | None = None
     finished: bool = False
 
@@ -64,6 +66,7 @@ class Outcome:
     cache_hit: bool = False
     error: str | None = None
     charged: bool = field(default=False)
+    response_id: str | None = None
 
 
 def usage_of(payload: dict[str, Any]) -> tuple[int | None, int | None]:

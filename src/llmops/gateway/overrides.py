@@ -1,6 +1,7 @@
 """Deployment changes made through the admin API, shared by every worker through the store.
 
-The admin API writes a deployment's traffic split and replica list to ``gateway_deployments``
+The admin API writes a deployment's traffic split and its replicas added by URL to
+``gateway_deployments`` (each change only the part it changed)
 (with an audit event); every worker applies those rows on start and then polls them every
 ``admin_sync_s`` seconds (in a thread), so a change reaches all workers within that interval.
 Replicas that stay keep their state (load, circuit breaker); new ones are built from their URLs.
@@ -25,18 +26,25 @@ from llmops.store.schema import GatewayDeployment
 log = logging.getLogger(__name__)
 
 
-def deployment_spec(deployment: Deployment) -> dict[str, Any]:
-    """What the admin API persists for a deployment."""
+def deployment_spec(deployment: Deployment, part: str) -> dict[str, Any]:
+    """What the admin API persists of a change: ``weights`` (a split) or ``replicas`` (the replicas
+    added by URL; in-process replicas belong to the process that made them and are never stored)."""
+    if part == "weights":
+        return {"weights": {a.name: a.weight for a in deployment.arms}}
     return {
-        "weights": {a.name: a.weight for a in deployment.arms},
         "replicas": {
-            a.name: [{"name": r.name, "url": getattr(r.upstream, "url", None)} for r in a.replicas]
+            a.name: [
+                {"name": r.name, "url": url}
+                for r in a.replicas
+                if (url := getattr(r.upstream, "url", None)) is not None
+            ]
             for a in deployment.arms
-        },
+        }
     }
 
 
 def apply_spec(deployment: Deployment, spec: dict[str, Any], make_upstream: UpstreamFactory) -> None:
+    """Apply a persisted change; an arm's in-process replicas always stay (they have no URL)."""
     weights = spec.get("weights", {})
     for arm in deployment.arms:
         if arm.name in weights:
@@ -44,17 +52,17 @@ def apply_spec(deployment: Deployment, spec: dict[str, Any], make_upstream: Upst
         if arm.name not in spec.get("replicas", {}):
             continue
         have = {r.name: r for r in arm.replicas}
-        replicas = []
+        replicas = [r for r in arm.replicas if getattr(r.upstream, "url", None) is None]
         for entry in spec["replicas"][arm.name]:
+            if not entry.get("url"):
+                continue  # written by an older version: an in-process replica, kept above
             if entry["name"] in have:
                 replicas.append(have[entry["name"]])
-            elif entry.get("url"):
-                try:
-                    replicas.append(Replica(make_upstream(entry["url"], entry["name"])))
-                except LLMOpsError as exc:
-                    log.error(
-                        "deployment %s: replica %s refused: %s", deployment.name, entry["url"], exc.message
-                    )
+                continue
+            try:
+                replicas.append(Replica(make_upstream(entry["url"], entry["name"])))
+            except LLMOpsError as exc:
+                log.error("deployment %s: replica %s refused: %s", deployment.name, entry["url"], exc.message)
         arm.replicas = replicas
 
 

@@ -3,14 +3,23 @@
 Order and why: the deployment is resolved first (404 lists what the key may use); rate limits
 count the request (tokens as an estimate); the deployment's input guardrails check the prompt (a
 blocked one never reaches a replica); a cache hit is answered at no cost; the budget reserves
-the worst-case cost; the request goes to a replica (retries and fallbacks in ``forward``); then
-``finish`` settles the budget at the actual cost, corrects the token count, records metrics,
-writes the log row (relaxed: queued; strict: committed before the response completes) and feeds an
-answered request to the monitor (drift, online evaluation, feedback). ``finish`` runs exactly once
-for every admitted request, whatever happens. Output guardrails check a whole answer before it is
-returned and a streamed one at its end (flag only); flags and blocks go to the row's ``error`` and to
-``llmops_gateway_guardrail_total``. Logged payloads are redacted (``request_log.redact``) and
-encrypted (``LLMOPS_PAYLOAD_KEYS``) before the row is queued.
+the worst-case cost; the request goes to a replica (retries in ``forward``); then ``finish``
+settles the budget at the actual cost, corrects the token count, records metrics, writes the log
+row (relaxed: queued; strict: committed before the response completes) and feeds an answered
+request to the monitor (drift, online evaluation, feedback). ``finish`` runs exactly once for
+every admitted request, whatever happens. Output guardrails check a whole answer before it is
+returned and a streamed one at its end (flag only); flags and blocks go to the row's ``error`` and
+to ``llmops_gateway_guardrail_total``. The log writer protects every row (``log_protection``).
+
+Fallbacks: when no replica of the requested deployment can take the request, its fallbacks are
+tried in order, but only those the key may use, and each under its own policy, as if asked for by
+name: its rate limits count the request, its input guardrails check the prompt, the budget hold
+moves to its price. A fallback whose policy refuses is skipped (its refusal is the answer when no
+later one serves). From then on the serving deployment is the request's: its output guardrails,
+its price, its name in the log row and the metrics.
+
+Upstream failures reach the client as a generic message naming the request id; the detail
+(replica addresses, what they answered) goes to the gateway's log and the request's row.
 """
 
 from __future__ import annotations
@@ -18,20 +27,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from prometheus_client import Counter
 from starlette.responses import Response
 
-from llmops.errors import InvalidInput, LLMOpsError, UpstreamError
+from llmops.errors import LLMOpsError, Overloaded, UpstreamError
 from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import BudgetLedger
 from llmops.gateway.cache import ResponseCache, cache_key, is_deterministic
-from llmops.gateway.config import DeploymentGuardrails, GatewayConfig
-from llmops.gateway.deployments import DeploymentTable
-from llmops.gateway.forward import Attempt, Forwarder
+from llmops.gateway.config import GatewayConfig
+from llmops.gateway.deployments import Deployment, DeploymentTable
+from llmops.gateway.forward import Attempt, Forwarder, NotServed
+from llmops.gateway.guard import Guard
 from llmops.gateway.limits import LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
@@ -43,30 +51,34 @@ from llmops.gateway.request_log import RequestLogRecord, RequestLogWriter
 from llmops.gateway.shadow import ShadowMirror
 from llmops.gateway.sse import completion_of
 from llmops.gateway.upstreams import UpstreamDisconnected
-from llmops.security.guardrails import GuardrailReport, check_input, check_output
-from llmops.security.payload_protection import PayloadProtection
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
-_GUARDRAIL_COUNTERS: weakref.WeakKeyDictionary[GatewayMetrics, Counter] = weakref.WeakKeyDictionary()
+RESPONSE_IDS_KEPT = 100_000
 
 
-def guardrail_counter(metrics: GatewayMetrics) -> Counter:
-    """``llmops_gateway_guardrail_total{deployment,stage,rule,action}`` in the gateway's registry."""
-    counter = _GUARDRAIL_COUNTERS.get(metrics)
-    if counter is None:
-        counter = Counter(
-            "llmops_gateway_guardrail",
-            "Guardrail decisions that blocked or flagged a request, by rule.",
-            ["deployment", "stage", "rule", "action"],
-            registry=metrics.registry,
-        )
-        _GUARDRAIL_COUNTERS[metrics] = counter
-    return counter
+def not_served_error(request_id: str, failure: NotServed) -> LLMOpsError:
+    """What the client is told when nothing could serve: no addresses, no upstream text."""
+    message = (
+        f"deployment {failure.deployment!r} could not be served now; retry later, or report "
+        f"request {request_id} to the operator"
+    )
+    error: LLMOpsError
+    if failure.overloaded:
+        error = Overloaded(message, retry_after=1, code="no_healthy_replica")
+    else:
+        error = UpstreamError(message, code="upstream_unavailable")
+    error.detail = failure.detail
+    return error
 
 
-class GuardrailBlocked(InvalidInput):
-    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``)."""
+def upstream_failed(request_id: str, deployment: str, detail: str, code: str) -> UpstreamError:
+    error = UpstreamError(
+        f"deployment {deployment!r} failed to answer; retry, or report request {request_id} to the operator",
+        code=code,
+    )
+    error.detail = detail
+    return error
 
 
 @dataclass
@@ -81,120 +93,106 @@ class Pipeline:
     cache: ResponseCache | None = None
     log_writer: RequestLogWriter | None = None
     monitor: GatewayMonitor | None = None
-    protection: PayloadProtection | None = None
-    _flags: dict[str, list[str]] = field(default_factory=dict)
+    _response_ids: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        self.guardrail_decisions = guardrail_counter(self.metrics)
-        if self.protection is None:
-            self.protection = PayloadProtection.from_settings(self.config.request_log.redact)
+        self.guard = Guard(self.metrics)
 
     async def handle(self, request_id: str, principal: Principal, raw: bytes, endpoint: Endpoint) -> Response:
         try:
             parsed = parse_request(raw, endpoint)
             deployment = self.table.find(parsed.model, principal.key.may_use)
         except LLMOpsError as exc:
-            self._log_refused(request_id, principal, endpoint, exc)
+            await self._log_refused(request_id, principal, endpoint, exc)
             raise
         ctx = RequestContext(request_id, principal, parsed, deployment)
         try:
-            ctx.admission = await self.limiter.acquire(self._rules(ctx))
+            ctx.admission = await self.limiter.acquire(self._key_rules(ctx) + self._deployment_rules(ctx))
         except LLMOpsError as exc:
             await self.finish(ctx, Outcome(status=exc.status_code, error=exc.message))
             raise
         try:
-            await self._guard_input(ctx)
+            await self.guard.check_input(ctx)
             cached = await self._cached(ctx)
             if cached is not None:
                 return cached
             await self._reserve(ctx)
             self.shadow.maybe_mirror(ctx)
-            attempt = await self.forwarder.open(deployment, parsed, request_id)
+            attempt = await self._open(ctx)
         except BaseException as exc:
             status = exc.status_code if isinstance(exc, LLMOpsError) else 500
-            await self.finish(ctx, Outcome(status=status, error=getattr(exc, "message", type(exc).__name__)))
+            error = exc.detail or exc.message if isinstance(exc, LLMOpsError) else type(exc).__name__
+            await self.finish(ctx, Outcome(status=status, error=error))
             raise
         if parsed.stream and attempt.response.status == 200:
             return RelayResponse(ctx, attempt, self.forwarder, self.finish)
         return await self._complete(ctx, attempt)
 
-    # ---- guardrails ----
-    async def _guard_input(self, ctx: RequestContext) -> None:
-        guard = ctx.deployment.config.guardrails
-        if guard is None or not guard.check_input:
-            return
-        report = await asyncio.to_thread(check_input, ctx.parsed.prompt_text, guard)
-        blocked = self._record_guardrails(ctx, guard, report, "input")
-        if blocked is not None:
-            raise blocked
+    def request_of(self, response_id: str) -> str | None:
+        """The request id of a response id (``chatcmpl-...``) this worker answered recently."""
+        return self._response_ids.get(response_id)
 
-    async def _guard_output(
-        self, ctx: RequestContext, outcome: Outcome, *, streamed: bool = False
-    ) -> GuardrailBlocked | None:
-        """Check an answer; the error to return when it is blocked (a streamed answer was already
-        sent: its failing checks are recorded as flags)."""
-        guard = ctx.deployment.config.guardrails
-        if guard is None or not guard.check_output or outcome.status != 200 or outcome.completion is None:
-            return None
-        system = _system_prompt(ctx.parsed.body)
-        report = await asyncio.to_thread(check_output, outcome.completion, guard, system_prompt=system)
-        return self._record_guardrails(ctx, guard, report, "output", streamed=streamed)
+    # ---- serving: the requested deployment, then its fallbacks ----
+    async def _open(self, ctx: RequestContext) -> Attempt:
+        requested = ctx.deployment
+        try:
+            return await self.forwarder.open(requested, ctx.parsed, ctx.request_id)
+        except NotServed as failure:
+            log.warning("request %s: %s", ctx.request_id, failure.detail)
+            unserved, refused = failure, None
+        for name in requested.config.fallbacks:
+            if not ctx.principal.key.may_use(name):
+                continue
+            try:
+                await self._take_over(ctx, self.table.get(name))
+            except LLMOpsError as exc:
+                refused = exc
+                continue
+            try:
+                return await self.forwarder.open(ctx.deployment, ctx.parsed, ctx.request_id)
+            except NotServed as failure:
+                log.warning("request %s: %s", ctx.request_id, failure.detail)
+                unserved = failure
+        if refused is not None:
+            raise refused
+        ctx.deployment = requested
+        raise not_served_error(ctx.request_id, unserved)
 
-    def _record_guardrails(
-        self,
-        ctx: RequestContext,
-        guard: DeploymentGuardrails,
-        report: GuardrailReport,
-        stage: str,
-        *,
-        streamed: bool = False,
-    ) -> GuardrailBlocked | None:
-        """Count and remember every failing decision; a ``GuardrailBlocked`` naming the first
-        blocking rule, if any."""
-        blocking = None
-        for decision in report.failed():
-            action = "flag" if streamed else decision.action
-            self.guardrail_decisions.labels(
-                deployment=ctx.deployment.name, stage=stage, rule=decision.rule, action=action
-            ).inc()
-            if action == "block" and blocking is None:
-                blocking = decision
-            else:
-                self._flags.setdefault(ctx.request_id, []).append(
-                    f"guardrail flag: {stage} {decision.rule} ({decision.detail})"
-                )
-        if blocking is None:
-            return None
-        self._flags.pop(ctx.request_id, None)
-        detail = f"guardrail block: {stage} {blocking.rule} ({blocking.detail})"
-        message = f"{guard.refusal_message} [{blocking.rule}]" if guard.refusal_message else detail
-        return GuardrailBlocked(
-            message, param="messages" if stage == "input" else "output", code="guardrail_blocked"
-        )
+    async def _take_over(self, ctx: RequestContext, fallback: Deployment) -> None:
+        """Make ``fallback`` the request's deployment, admitted under its own policy (limits,
+        input guardrails, budget at its price); raises its refusal."""
+        if ctx.reservation is not None:
+            await self.budgets.settle(ctx.reservation, 0.0)
+            ctx.reservation = None
+        ctx.deployment = fallback
+        ctx.fallback_admission = await self.limiter.acquire(self._deployment_rules(ctx))
+        await self.guard.check_input(ctx)
+        await self._reserve(ctx)
 
-    def _rules(self, ctx: RequestContext) -> list[LimitRule]:
-        key, config = ctx.principal.key, ctx.deployment.config
+    # ---- admission ----
+    def _key_rules(self, ctx: RequestContext) -> list[LimitRule]:
+        key = ctx.principal.key
         tokens = ctx.prompt_estimate + ctx.completion_allowance
-        rules = []
-        specs = (
+        return _rules(
             ("key", key.id, "rpm", key.rpm, 1, f"requests per minute of key {key.name!r}"),
             ("key", key.id, "tpm", key.tpm, tokens, f"tokens per minute of key {key.name!r}"),
+        )
+
+    def _deployment_rules(self, ctx: RequestContext) -> list[LimitRule]:
+        config = ctx.deployment.config
+        tokens = ctx.prompt_estimate + ctx.completion_allowance
+        return _rules(
             ("deployment", config.name, "rpm", config.rpm, 1, f"requests per minute of {config.name!r}"),
             ("deployment", config.name, "tpm", config.tpm, tokens, f"tokens per minute of {config.name!r}"),
         )
-        for kind, ident, unit, limit, amount, text in specs:
-            if limit is not None:
-                rules.append(
-                    LimitRule(
-                        f"{kind}:{ident}:{unit}", f"{kind}.{unit}", limit, amount, f"{unit}={limit} ({text})"
-                    )
-                )
-        return rules
+
+    def _cache_key(self, ctx: RequestContext) -> str:
+        return cache_key(ctx.principal.key_id, ctx.deployment.name, ctx.parsed.endpoint, ctx.parsed.body)
 
     async def _cached(self, ctx: RequestContext) -> Response | None:
         if self.cache is None or not is_deterministic(ctx.parsed.body):
             return None
-        hit = await self.cache.get(cache_key(ctx.principal.key_id, ctx.deployment.name, ctx.parsed.body))
+        hit = await self.cache.get(self._cache_key(ctx))
         self.metrics.cache.labels(result="hit" if hit else "miss").inc()
         if hit is None:
             return None
@@ -207,6 +205,7 @@ class Pipeline:
                 completion_tokens=completion,
                 completion=completion_of(hit),
                 cache_hit=True,
+                response_id=_response_id(hit),
             ),
         )
         return Response(
@@ -224,49 +223,53 @@ class Pipeline:
         ctx.reservation = await self.budgets.reserve(key.id, key.name, key.budget_usd, worst)
 
     async def _complete(self, ctx: RequestContext, attempt: Attempt) -> Response:
-        """A non-streamed answer (or any non-200 answer): read it whole, account, pass it on."""
+        """A non-streamed answer (or any non-200 answer): read it whole, account, pass it on (an
+        upstream 5xx body stays with the operator: the client gets a generic 502)."""
         timeout = max(0.001, ctx.deployment.config.timeouts.total_s - ctx.elapsed())
+        arm, replica = attempt.arm, attempt.replica.name
         try:
             async with asyncio.timeout(timeout):
                 body = await attempt.rest()
         except (UpstreamDisconnected, TimeoutError) as exc:
             await self.forwarder.release(attempt, ok=False)
-            message = f"replica {attempt.replica.name} did not finish its answer: {exc or 'total timeout'}"
-            await self.finish(
-                ctx,
-                Outcome(
-                    502, attempt.arm.name, attempt.arm.model_version, attempt.replica.name, error=message
-                ),
-            )
-            raise UpstreamError(message, code="upstream_broke_off") from exc
-        await self.forwarder.release(attempt, ok=attempt.response.status < 500)
+            detail = f"replica {replica} did not finish its answer: {exc or 'total timeout'}"
+            log.warning("request %s: %s", ctx.request_id, detail)
+            await self.finish(ctx, Outcome(502, arm.name, arm.model_version, replica, error=detail))
+            raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_broke_off") from exc
+        status = attempt.response.status
+        await self.forwarder.release(attempt, ok=status < 500)
         payload = json_or_empty(body)
         prompt, completion = usage_of(payload)
         outcome = Outcome(
-            attempt.response.status,
-            attempt.arm.name,
-            attempt.arm.model_version,
-            attempt.replica.name,
+            status,
+            arm.name,
+            arm.model_version,
+            replica,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            completion=completion_of(payload) if attempt.response.status == 200 else None,
+            completion=completion_of(payload) if status == 200 else None,
             ttft_s=attempt.first_at - ctx.started,
             engine_seconds=engine_seconds(attempt.response.headers, ctx.elapsed()),
-            error=None if attempt.response.status == 200 else body[:500].decode("utf-8", "replace"),
-            charged=attempt.response.status == 200,
+            error=None if status == 200 else body[:500].decode("utf-8", "replace"),
+            charged=status == 200,
+            response_id=_response_id(payload) if status == 200 else None,
         )
-        blocked = await self._guard_output(ctx, outcome)
+        if status >= 500:
+            detail = f"replica {replica} answered {status}: {outcome.error}"
+            log.warning("request %s: %s", ctx.request_id, detail)
+            await self.finish(ctx, replace(outcome, error=detail))
+            raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_error")
+        blocked = await self.guard.check_output(ctx, outcome)
         if blocked is not None:
             await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.message))
             raise blocked
         await self.finish(ctx, outcome)
-        if self.cache is not None and outcome.status == 200 and is_deterministic(ctx.parsed.body):
-            await self.cache.put(
-                cache_key(ctx.principal.key_id, ctx.deployment.name, ctx.parsed.body), payload
-            )
+        if self.cache is not None and status == 200 and is_deterministic(ctx.parsed.body):
+            await self.cache.put(self._cache_key(ctx), payload)
         media = attempt.response.headers.get("content-type", "application/json")
-        return Response(body, attempt.response.status, media_type=media)
+        return Response(body, status, media_type=media)
 
+    # ---- settling ----
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
         """Settle budget and limits, count metrics and log the row; once per request."""
         if ctx.finished:
@@ -274,8 +277,8 @@ class Pipeline:
         ctx.finished = True
         config = ctx.deployment.config
         if ctx.parsed.stream and outcome.status == 200 and outcome.completion is not None:
-            await self._guard_output(ctx, outcome, streamed=True)
-        flags = self._flags.pop(ctx.request_id, [])
+            await self.guard.check_output(ctx, outcome, streamed=True)
+        flags = self.guard.pop_flags(ctx.request_id)
         if flags and outcome.error is None:
             outcome = replace(outcome, error="; ".join(flags)[:500])
         prompt = outcome.prompt_tokens if outcome.prompt_tokens is not None else ctx.prompt_estimate
@@ -291,10 +294,18 @@ class Pipeline:
         self.metrics.latency.labels(deployment=config.name).observe(latency)
         if outcome.ttft_s is not None:
             self.metrics.ttft.labels(deployment=config.name).observe(outcome.ttft_s)
+        if outcome.response_id is not None:
+            self._remember_response(outcome.response_id, ctx.request_id)
         if self.log_writer is not None:
             await self._log(ctx, outcome, prompt, completion, cost, latency)
         if self.monitor is not None and outcome.status == 200 and outcome.model_version is not None:
             self._observe(ctx, outcome.model_version, outcome.completion)
+
+    def _remember_response(self, response_id: str, request_id: str) -> None:
+        self._response_ids[response_id] = request_id
+        self._response_ids.move_to_end(response_id)
+        while len(self._response_ids) > RESPONSE_IDS_KEPT:
+            self._response_ids.popitem(last=False)
 
     def _observe(self, ctx: RequestContext, model_version: str, completion: str | None) -> None:
         assert self.monitor is not None
@@ -308,14 +319,15 @@ class Pipeline:
         )
 
     async def _correct_tokens(self, ctx: RequestContext, actual: int) -> None:
-        if ctx.admission is None:
-            return
         estimate = ctx.prompt_estimate + ctx.completion_allowance
-        for scope in ctx.admission.counted:
-            if scope.endswith(":tpm"):
-                await self.limiter.adjust(ctx.admission, scope, actual - estimate)
+        for admission in (ctx.admission, ctx.fallback_admission):
+            if admission is None:
+                continue
+            for scope in admission.counted:
+                if scope.endswith(":tpm"):
+                    await self.limiter.adjust(admission, scope, actual - estimate)
 
-    def _log_refused(
+    async def _log_refused(
         self, request_id: str, principal: Principal, endpoint: Endpoint, error: LLMOpsError
     ) -> None:
         """A request refused before it named a usable deployment (bad body, unknown model)."""
@@ -329,16 +341,13 @@ class Pipeline:
                 status=error.status_code,
                 error=error.message[:500],
             )
-            self.log_writer.submit(record)
+            await self.log_writer.submit(record)
 
     async def _log(
         self, ctx: RequestContext, outcome: Outcome, prompt: int, completion: int, cost: float, latency: float
     ) -> None:
+        """The row as it happened; the writer protects its payloads (drop, redact, encrypt)."""
         assert self.log_writer is not None
-        keep_text = self.config.request_log.log_prompts
-        prompt_text, completion_text = await self._protect(
-            ctx.parsed.prompt_text if keep_text else None, outcome.completion if keep_text else None
-        )
         record = RequestLogRecord(
             id=ctx.request_id,
             ts=ctx.ts,
@@ -350,8 +359,8 @@ class Pipeline:
             arm=outcome.arm,
             replica=outcome.replica,
             stream=ctx.parsed.stream,
-            prompt=prompt_text,
-            completion=completion_text,
+            prompt=ctx.parsed.prompt_text,
+            completion=outcome.completion,
             prompt_tokens=prompt,
             completion_tokens=completion,
             ttft_ms=outcome.ttft_s * 1000 if outcome.ttft_s is not None else None,
@@ -364,28 +373,20 @@ class Pipeline:
         if self.config.request_log.mode == "strict":
             await self.log_writer.commit(record)
         else:
-            self.log_writer.submit(record)
-
-    async def _protect(self, *texts: str | None) -> tuple[str | None, ...]:
-        """The payloads of a log row through the protection step (in a thread when it redacts:
-        detection is not free)."""
-        protection = self.protection
-        assert protection is not None
-        if protection.redacts and any(texts):
-            return await asyncio.to_thread(protection.protect, *texts)
-        return protection.protect(*texts)
+            await self.log_writer.submit(record)
 
 
-def _system_prompt(body: dict[str, Any]) -> str | None:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return None
-    parts = [
-        m["content"]
-        for m in messages
-        if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+def _rules(*specs: tuple[str, str, str, int | None, int, str]) -> list[LimitRule]:
+    return [
+        LimitRule(f"{kind}:{ident}:{unit}", f"{kind}.{unit}", limit, amount, f"{unit}={limit} ({text})")
+        for kind, ident, unit, limit, amount, text in specs
+        if limit is not None
     ]
-    return "\n".join(parts) or None
+
+
+def _response_id(payload: dict[str, object]) -> str | None:
+    value = payload.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 def json_bytes(payload: dict[str, object]) -> bytes:

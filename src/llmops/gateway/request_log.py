@@ -12,6 +12,10 @@ in-memory queue: normally at most ``flush_interval_s`` of traffic, and while the
 at most ``queue_max`` rows. Spilled rows survive a process crash (they are in the OS page cache,
 not fsynced: a power loss can take the last ones). Strict mode: ``commit`` returns only after the
 row's transaction committed, so the response is not completed before its row is stored.
+
+Protection: ``submit`` and ``commit`` pass every row through ``LogProtection`` (payloads dropped,
+redacted, encrypted as configured) before it is queued or spilled, whoever wrote it (the pipeline,
+the shadow mirror, a refusal); spill files hold protected rows and are replayed as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from llmops.errors import StoreUnavailable
 from llmops.gateway.config import RequestLogConfig
+from llmops.gateway.log_protection import LogProtection
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.store.database import Store
 from llmops.store.schema import GatewayRequest
@@ -113,11 +118,17 @@ class RequestLogWriter:
     """Batched background writer with a spill file; see the module docstring for its guarantees."""
 
     def __init__(
-        self, store: Store, spill_dir: Path, config: RequestLogConfig, metrics: GatewayMetrics | None = None
+        self,
+        store: Store,
+        spill_dir: Path,
+        config: RequestLogConfig,
+        metrics: GatewayMetrics | None = None,
+        protection: LogProtection | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
+        self.protection = protection or LogProtection(log_prompts=config.log_prompts)
         self.spill_dir = Path(spill_dir)
         self._queue: deque[tuple[RequestLogRecord, asyncio.Future[None] | None]] = deque()
         self._spilling = False
@@ -130,8 +141,9 @@ class RequestLogWriter:
         ).on_conflict_do_nothing(index_elements=["id"])
 
     # ---- the request path ----
-    def submit(self, record: RequestLogRecord) -> None:
-        """Queue a row (relaxed); never blocks on the database."""
+    async def submit(self, record: RequestLogRecord) -> None:
+        """Protect and queue a row (relaxed); never waits for the database."""
+        record = await self.protection.protect(record)
         if self._spilling or len(self._queue) >= self.config.queue_max:
             self._spilling = True
             self._spill([record])
@@ -141,7 +153,8 @@ class RequestLogWriter:
             self._wake.set()
 
     async def commit(self, record: RequestLogRecord) -> None:
-        """Store a row and wait until its transaction committed (strict mode)."""
+        """Protect and store a row; wait until its transaction committed (strict mode)."""
+        record = await self.protection.protect(record)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((record, future))
         self._wake.set()

@@ -29,6 +29,7 @@ from llmops.gateway.deployments import (
 from llmops.gateway.forward import Forwarder
 from llmops.gateway.health import HealthChecker
 from llmops.gateway.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from llmops.gateway.log_protection import LogProtection
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.overrides import OverrideSync, read_specs
@@ -136,13 +137,14 @@ def build_gateway(
     overrides = OverrideSync(home.store, table, make_upstream, config.admin_sync_s)
     overrides.apply(read_specs(home.store))  # start-up: changes made through the admin API
     keys = KeyStore.from_home(home)
+    # one protection step for every stored payload: request rows and feedback text alike
+    protection = PayloadProtection.from_settings(config.request_log.redact)
     log_writer = None
     if config.request_log.enabled:
         spill = config.request_log.spill_dir or home.settings.resolved_home() / "gateway-spill"
-        log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics)
+        log_protection = LogProtection(config.request_log.log_prompts, protection)
+        log_writer = RequestLogWriter(home.store, Path(spill), config.request_log, metrics, log_protection)
     forwarder = Forwarder(table, config.health, metrics, rng)
-    # one protection step for every stored payload: request rows and feedback text alike
-    protection = PayloadProtection.from_settings(config.request_log.redact)
     monitor = (
         GatewayMonitor(config.monitor, home, table, metrics.registry, protection=protection)
         if config.monitor.enabled
@@ -155,11 +157,10 @@ def build_gateway(
         budgets=_budgets(config, redis, home.store),
         forwarder=forwarder,
         metrics=metrics,
-        shadow=ShadowMirror(forwarder, log_writer, metrics, rng, log_prompts=config.request_log.log_prompts),
+        shadow=ShadowMirror(forwarder, log_writer, metrics, rng),
         cache=_cache(config, redis),
         log_writer=log_writer,
         monitor=monitor,
-        protection=protection,
     )
     return Gateway(
         config=config,

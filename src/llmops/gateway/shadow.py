@@ -2,7 +2,9 @@
 
 The mirror runs as a background task after the primary request was admitted; it never delays,
 changes or fails the client's answer, and its log row points at the primary's with ``shadow_of``,
-so both answers can be compared. Shadow requests are not charged to the key.
+so both answers can be compared. Shadow requests are not charged to the key. Its row goes through
+the log writer's protection like every other row (payloads dropped, redacted, encrypted as the
+request log is configured).
 """
 
 from __future__ import annotations
@@ -30,10 +32,7 @@ class ShadowMirror:
         log_writer: RequestLogWriter | None,
         metrics: GatewayMetrics,
         rng: random.Random,
-        *,
-        log_prompts: bool = True,
     ) -> None:
-        self.log_prompts = log_prompts
         self.forwarder = forwarder
         self.log_writer = log_writer
         self.metrics = metrics
@@ -45,17 +44,18 @@ class ShadowMirror:
         arm = ctx.deployment.shadow
         if shadow is None or arm is None or self.rng.random() >= shadow.sample_rate:
             return
-        task = asyncio.create_task(self._mirror(ctx, arm), name=f"shadow-{ctx.request_id}")
+        # a copy made now: the primary's context changes as it goes (a fallback may take it over)
+        shadow_ctx = replace(ctx, request_id=f"{ctx.request_id}.shadow", ts=utcnow(), finished=False)
+        task = asyncio.create_task(self._mirror(shadow_ctx, arm), name=f"shadow-{ctx.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _mirror(self, ctx: RequestContext, arm: Arm) -> None:
-        shadow_ctx = replace(ctx, request_id=f"{ctx.request_id}.shadow", ts=utcnow(), finished=False)
         status, error, payload, replica, seconds = 502, None, {}, None, 0.0
         try:
             async with asyncio.timeout(ctx.deployment.config.timeouts.total_s):
                 attempt = await self.forwarder.open_arm(
-                    ctx.deployment, arm, ctx.parsed, shadow_ctx.request_id, [], stream=False
+                    ctx.deployment, arm, ctx.parsed, ctx.request_id, [], stream=False
                 )
                 replica = attempt.replica.name
                 try:
@@ -63,13 +63,13 @@ class ShadowMirror:
                 finally:
                     await self.forwarder.release(attempt, ok=True)
             status, payload = attempt.response.status, json_or_empty(body)
-            seconds = engine_seconds(attempt.response.headers, shadow_ctx.elapsed())
+            seconds = engine_seconds(attempt.response.headers, ctx.elapsed())
         except (LLMOpsError, TimeoutError, Exception) as exc:
             error = f"shadow arm {arm.name!r} failed: {exc}"
         self.metrics.shadow.labels(outcome="ok" if status == 200 else "error").inc()
-        self._log(shadow_ctx, arm, status, payload, replica, seconds, error)
+        await self._log(ctx, arm, status, payload, replica, seconds, error)
 
-    def _log(
+    async def _log(
         self,
         ctx: RequestContext,
         arm: Arm,
@@ -83,7 +83,7 @@ class ShadowMirror:
             return
         prompt, completion = usage_of(payload)
         price = ctx.deployment.config.price
-        self.log_writer.submit(
+        await self.log_writer.submit(
             RequestLogRecord(
                 id=ctx.request_id,
                 ts=ctx.ts,
@@ -96,8 +96,8 @@ class ShadowMirror:
                 replica=replica,
                 shadow_of=ctx.request_id.removesuffix(".shadow"),
                 stream=False,
-                prompt=ctx.parsed.prompt_text if self.log_prompts else None,
-                completion=completion_of(payload) if status == 200 and self.log_prompts else None,
+                prompt=ctx.parsed.prompt_text,
+                completion=completion_of(payload) if status == 200 else None,
                 prompt_tokens=prompt or 0,
                 completion_tokens=completion or 0,
                 latency_ms=ctx.elapsed() * 1000,

@@ -52,6 +52,7 @@ class StreamAccount:
     content_chunks: int = 0
     done: bool = False
     upstream_error: str | None = None
+    response_id: str | None = None
 
     @property
     def completion(self) -> str:
@@ -74,6 +75,8 @@ class StreamAccount:
         return self._observe_payload(payload)
 
     def _observe_payload(self, payload: dict[str, Any]) -> bool:
+        if self.response_id is None and isinstance(payload.get("id"), str):
+            self.response_id = payload["id"]
         if "error" in payload:
             self.upstream_error = json.dumps(payload["error"])[:500]
         usage = payload.get("usage")

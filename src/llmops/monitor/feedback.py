@@ -22,7 +22,7 @@ from llmops.monitor.metrics import MonitorMetrics
 
 Rating = Literal["positive", "negative", "neutral", "unrated"]
 _FIXES = {
-    "request_id": "send the id of the response (its 'id' field or the x-request-id header)",
+    "request_id": "send the response's x-request-id header (or its 'id' field shortly after the answer)",
     "score": "send a number from 0 (bad) to 1 (good)",
     "thumbs": "send 'up' or 'down'",
     "comment": "keep the comment under 4,000 characters",

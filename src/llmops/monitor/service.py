@@ -174,8 +174,8 @@ class Monitor:
             target = await asyncio.to_thread(find_request, self.store, feedback.request_id)
         if target is None or (may_rate is not None and not may_rate(target)):
             raise NotFound(
-                f"no request {feedback.request_id!r} answered with this key; send the 'id' of a "
-                "response (or its x-request-id header)",
+                f"no request {feedback.request_id!r} answered with this key; send the response's "
+                "x-request-id header (its 'id' field is accepted only shortly after the answer)",
                 param="request_id",
             )
         stored = feedback

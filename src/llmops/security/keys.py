@@ -184,8 +184,10 @@ class KeyStore:
     def from_home(cls, home: Home) -> KeyStore:
         return cls(home.store, home.settings.secret_value(), home.actor)
 
-    def create(self, spec: KeySpec, reason: str | None = None) -> CreatedKey:
+    def create(self, spec: KeySpec, reason: str | None = None, *, actor: str | None = None) -> CreatedKey:
+        """A new key; ``actor`` (default this store's) is recorded as its creator and in the audit log."""
         spec.check()
+        actor = actor or self.actor
         raw = new_raw_key()
         row = ApiKey(
             id="key_" + uuid.uuid4().hex[:16],
@@ -198,7 +200,7 @@ class KeyStore:
             tpm=spec.tpm,
             budget_usd=spec.budget_usd,
             expires_at=spec.expires_at,
-            created_by=self.actor,
+            created_by=actor,
             created_at=utcnow(),
         )
         with self.store.transaction() as session:
@@ -207,7 +209,7 @@ class KeyStore:
             record = _record(row)
             audit.append(
                 session,
-                actor=self.actor,
+                actor=actor,
                 action="key.create",
                 target=f"key:{row.id}",
                 reason=reason,
@@ -215,15 +217,16 @@ class KeyStore:
             )
         return CreatedKey(record, raw)
 
-    def revoke(self, key_id: str, reason: str | None = None) -> KeyRecord:
-        """Revoke a key (idempotent); workers stop accepting it within their key-cache TTL."""
+    def revoke(self, key_id: str, reason: str | None = None, *, actor: str | None = None) -> KeyRecord:
+        """Revoke a key (idempotent); workers stop accepting it within their key-cache TTL. ``actor``
+        (default this store's) is recorded in the audit log."""
         with self.store.transaction() as session:
             row = self._row(session, key_id, lock=True)
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 audit.append(
                     session,
-                    actor=self.actor,
+                    actor=actor or self.actor,
                     action="key.revoke",
                     target=f"key:{key_id}",
                     reason=reason,
