@@ -32,10 +32,16 @@ def build_config(
     deployments: list[str],
     overrides: dict[str, Any],
     price: dict[str, Any],
+    env_redis_url: str | None = None,
 ) -> GatewayConfig:
-    """The config file (if any), plus deployments and settings given as flags."""
+    """The config file (if any), plus deployments and settings given as flags.
+
+    ``env_redis_url`` (LLMOPS_REDIS_URL) applies when neither the file nor a flag names Redis.
+    """
     base = GatewayConfig.from_yaml(config) if config else GatewayConfig()
     data = base.model_dump(mode="json")
+    if env_redis_url and not data.get("redis_url") and not overrides.get("redis_url"):
+        overrides = {**overrides, "redis_url": env_redis_url}
     data["deployments"] += [_deployment_flag(value, price) for value in deployments]
     data.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("redis_url"):
@@ -78,8 +84,8 @@ def serve(
         "redis_url": redis_url,
         "allow_loopback_upstreams": allow_loopback,
     }
-    resolved = build_config(config, deployment, overrides, price)
     settings = settings_of(ctx)
+    resolved = build_config(config, deployment, overrides, price, settings.redis_url)
     home_of(ctx)  # create and migrate the embedded store before workers start
     if model is not None:
         _serve_in_process(ctx, resolved, model, price, threads)
