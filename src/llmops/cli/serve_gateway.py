@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from llmops.cli.context import console, home_of, settings_of
-from llmops.errors import InvalidInput
+from llmops.errors import InvalidInput, invalid_config
 from llmops.gateway.config import GatewayConfig
 
 CONFIG_ENV = "LLMOPS_GATEWAY_CONFIG_FILE"
@@ -48,8 +49,8 @@ def build_config(
         data["limits"]["backend"] = "redis"
     try:
         return GatewayConfig.model_validate(data)
-    except ValueError as exc:
-        raise InvalidInput(f"gateway config is invalid: {exc}", param="config") from None
+    except ValidationError as exc:
+        raise invalid_config("gateway config", exc.errors()) from None
 
 
 def serve(
