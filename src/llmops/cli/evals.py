@@ -8,13 +8,16 @@ from __future__ import annotations
 import html as html_module
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from llmops.cli.context import console, home_of
+
+if TYPE_CHECKING:
+    from llmops.evals.runner import EvalRunner
 from llmops.evals.report import render_markdown
 from llmops.evals.report_html import render_html
-from llmops.evals.runner import EvalRunner
 
 app = typer.Typer(help="Evaluation: suites, comparisons, gates, reports.", no_args_is_help=True)
 
@@ -25,6 +28,8 @@ def _show(markdown: str) -> None:
 
 
 def _runner(ctx: typer.Context) -> EvalRunner:
+    from llmops.evals.runner import EvalRunner  # imports torch: only for the commands that evaluate
+
     # The CLI is the one place that hands the environment to metrics (judge API keys).
     return EvalRunner(home_of(ctx), env=dict(os.environ))
 
