@@ -57,3 +57,13 @@ def test_drift_without_a_reference_suggests_the_cli(served: Served, cli: CliRunn
     result = cli("monitor", "drift", "--version", "demo@production")
     assert result.code == 2
     assert "llmops monitor reference --version demo@1 --dataset" in result.err
+
+
+def test_request_show_accepts_a_unique_id_prefix(served: Served, cli: CliRunner) -> None:
+    shown = cli("requests", "show", "req-0003")
+    assert shown.code == 0, shown.err
+    assert f"request req-0003-{'a' * 24}" in shown.out
+    ambiguous = cli("requests", "show", "req-00")
+    assert ambiguous.code == 2 and "several request ids" in ambiguous.err
+    missing = cli("requests", "show", "nope-1234")
+    assert missing.code == 2 and "no request 'nope-1234'" in missing.err
