@@ -8,7 +8,7 @@ Nothing here may import from another llmops package.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -132,3 +132,21 @@ class StoreUnavailable(LLMOpsError):
 
     status_code = 503
     error_type = "store_unavailable"
+
+
+def invalid_config(
+    source: str, errors: Sequence[Mapping[str, Any]], *, env_prefix: str | None = None
+) -> InvalidInput:
+    """One line for a configuration that failed validation (pydantic's ``exc.errors()``): the source,
+    the first field (as its environment variable when ``env_prefix`` is given), what is wrong, and how
+    many more problems there are; without pydantic's boilerplate and links."""
+    first = errors[0] if errors else {}
+    field = ".".join(str(part) for part in first.get("loc", ())) or "value"
+    name = f"{env_prefix}{field.upper()}" if env_prefix else field
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        message = "field required"
+    value = first.get("input")
+    got = f" (got {value!r})" if isinstance(value, (str, int, float)) and len(str(value)) <= 80 else ""
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return InvalidInput(f"{source}: {name}: {message}{got}{more}", param=field)

@@ -126,6 +126,16 @@ def test_cli_run_with_real_generation_and_report(setup, cli) -> None:  # type: i
     # an untrained model cannot answer: the min gate fails and the exit code says so
     assert result.code == 1, result.err
     assert "exact_match" in result.out and "run:" in result.out
+    assert "exact_match >= 0.5" in result.out and "&gt;" not in result.out  # no HTML entities on a terminal
     run_id = result.out.split("run:")[1].split()[0]
-    report = cli("eval", "report", run_id)
+    report = cli("eval", "report", run_id[:10])
     assert report.code == 0 and "exact_match" in report.out
+    # the stored gates come back with the run: verdict and the gates table
+    assert "Gates failed" in report.out and "### Gates: 1 of 2 gates failed" in report.out
+    assert "Evaluation finished." not in report.out
+    card = cli("models", "card", "m@1")
+    assert card.code == 0, card.err
+    evaluation = card.out.split("## Evaluation")[1].split("## Lineage")[0]
+    assert f"`{run_id[:12]}` | qa | qa@1 | 8 | exact_match 0 | failed |" in evaluation
+    assert f"Gates of run `{run_id[:12]}` (qa):" in evaluation
+    assert "| exact_match >= 0.5 | fail |" in evaluation and "| pass |" in evaluation

@@ -119,7 +119,7 @@ def list_datasets(ctx: typer.Context) -> None:
         made_by = (info.transform or {}).get("name", "-")
         table.add_row(
             info.name,
-            str(info.version),
+            f"{info.version} (erased)" if info.erased else str(info.version),
             str(info.num_rows),
             str(info.num_tokens or 0),
             info.schema_kind,
@@ -141,6 +141,8 @@ def show(
         print_json(info)
         return
     console.print(f"{info.ref} ({info.schema_kind}): {info.num_rows} rows, {info.num_tokens or 0} tokens")
+    if info.erased:
+        console.print(f"ERASED: {info.erased_note()}", markup=False)
     console.print(f"digest: {info.digest}")
     console.print(f"created {info.created_at.isoformat(timespec='seconds')} by {info.created_by}")
     transform = info.transform or {}

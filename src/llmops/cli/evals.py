@@ -5,20 +5,31 @@
 
 from __future__ import annotations
 
+import html as html_module
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from llmops.cli.context import console, home_of
+
+if TYPE_CHECKING:
+    from llmops.evals.runner import EvalRunner
 from llmops.evals.report import render_markdown
 from llmops.evals.report_html import render_html
-from llmops.evals.runner import EvalRunner
 
 app = typer.Typer(help="Evaluation: suites, comparisons, gates, reports.", no_args_is_help=True)
 
 
+def _show(markdown: str) -> None:
+    """The markdown report on the terminal: its HTML entities (kept for rendered markdown) unescaped."""
+    console.print(html_module.unescape(markdown), markup=False)
+
+
 def _runner(ctx: typer.Context) -> EvalRunner:
+    from llmops.evals.runner import EvalRunner  # imports torch: only for the commands that evaluate
+
     # The CLI is the one place that hands the environment to metrics (judge API keys).
     return EvalRunner(home_of(ctx), env=dict(os.environ))
 
@@ -35,7 +46,7 @@ def run(
     """Evaluate MODEL on SUITE, store the run, apply the gates (exit 1 when one fails)."""
     result = _runner(ctx).run(suite, model, limit=limit)
     text = render_markdown(result.summary, None, result.gates)
-    console.print(text, markup=False)
+    _show(text)
     console.print(f"run: {result.run_id}")
     if markdown is not None:
         markdown.write_text(text)
@@ -57,7 +68,7 @@ def compare(
     """Paired comparison of CANDIDATE against BASELINE with intervals and a verdict per metric."""
     comparison, cand, _base = _runner(ctx).compare(suite, candidate, baseline, limit)
     text = render_markdown(cand.summary, comparison, None)
-    console.print(text, markup=False)
+    _show(text)
     if markdown is not None:
         markdown.write_text(text)
 
@@ -68,10 +79,10 @@ def report(
     run_id: str = typer.Argument(..., help="Evaluation run id (a unique prefix is enough)."),
     html: Path | None = typer.Option(None, help="Write an HTML report here instead of markdown to stdout."),
 ) -> None:
-    """Render a stored evaluation run as markdown (stdout) or HTML."""
+    """Render a stored evaluation run, with its gates, as markdown (stdout) or HTML."""
     result = _runner(ctx).load(run_id)
     if html is not None:
-        html.write_text(render_html(result.summary, result.results))
+        html.write_text(render_html(result.summary, result.results, None, result.gates))
         console.print(f"wrote {html}")
         return
-    console.print(render_markdown(result.summary), markup=False)
+    _show(render_markdown(result.summary, None, result.gates))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from llmops.cli import (
     audit,
@@ -29,7 +30,7 @@ from llmops.cli import (
     train,
 )
 from llmops.cli.context import err_console
-from llmops.errors import LLMOpsError
+from llmops.errors import LLMOpsError, invalid_config
 from llmops.settings import Settings
 from llmops.store.private_files import OWNER_ONLY_UMASK
 
@@ -91,12 +92,21 @@ def _run(args: list[str], debug: bool) -> int:
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except LLMOpsError as exc:
+    except (LLMOpsError, ValidationError) as exc:
         if debug:
             raise
-        err_console.print(f"error: {exc.message}", markup=False)
+        err_console.print(f"error: {_user_message(exc)}", markup=False)
         return 2
     return int(result) if isinstance(result, int) else 0
+
+
+def _user_message(exc: LLMOpsError | ValidationError) -> str:
+    if isinstance(exc, LLMOpsError):
+        return exc.message
+    # Settings are validated lazily, wherever a command first reads them: name the variable.
+    if exc.title == Settings.__name__:
+        return invalid_config("configuration", exc.errors(), env_prefix="LLMOPS_").message
+    return invalid_config(exc.title, exc.errors()).message
 
 
 def entry() -> None:

@@ -19,6 +19,7 @@ from llmops.monitor.drift_store import (
     save_report,
     window_from_log,
 )
+from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
 from llmops.monitor.request_search import parse_time
 
@@ -51,7 +52,9 @@ def _print_report(report: DriftReport) -> None:
 @app.command("drift")
 def drift(
     ctx: typer.Context,
-    version: str = typer.Option(..., "--version", "-v", help="Model version whose traffic is checked."),
+    version: str = typer.Option(
+        ..., "--version", "-v", help="Model whose traffic is checked: name@N, name@alias or name."
+    ),
     reference: str | None = typer.Option(
         None, "--reference", help="Dataset version (name@N) as the reference; default: the stored one."
     ),
@@ -66,6 +69,7 @@ def drift(
     Exits 1 when the window has drifted, 0 when not, 2 on errors (e.g. too few prompts).
     """
     home = home_of(ctx)
+    version = resolve_model_version(home.store, home.artifacts, version)
     if reference is not None:
         profile = profile_from_dataset(DatasetStore.from_home(home), reference)
     else:
@@ -87,12 +91,15 @@ def drift(
 @app.command("reference")
 def reference(
     ctx: typer.Context,
-    version: str = typer.Option(..., "--version", "-v", help="Model version the reference is for."),
+    version: str = typer.Option(
+        ..., "--version", "-v", help="Model the reference is for: name@N, name@alias or name."
+    ),
     dataset: str = typer.Option(..., "--dataset", help="Dataset version (name@N) whose prompts it is."),
     reason: str | None = typer.Option(None, help="Why, for the audit log."),
 ) -> None:
     """Store a drift reference for a model version (running gateways pick it up within seconds)."""
     home = home_of(ctx)
+    version = resolve_model_version(home.store, home.artifacts, version)
     profile = profile_from_dataset(DatasetStore.from_home(home), dataset)
     stored = save_reference(home.store, home.artifacts, version, profile, actor=home.actor, reason=reason)
     console.print(
@@ -143,7 +150,10 @@ def online_eval(
 ) -> None:
     """Online-evaluation scores of live traffic per model version and metric."""
     start = parse_time(since, param="since") if since else None
-    summary = online_eval_summary(home_of(ctx).store, model_version=version, since=start)
+    home = home_of(ctx)
+    if version is not None:
+        version = resolve_model_version(home.store, home.artifacts, version)
+    summary = online_eval_summary(home.store, model_version=version, since=start)
     if json_out:
         print_json([item.model_dump(mode="json") for item in summary])
         return

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from llmops.cli.context import console, home_of, print_json
+from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.request_export import export_requests, format_of
 from llmops.monitor.request_search import (
     FeedbackView,
@@ -17,11 +18,17 @@ from llmops.monitor.request_search import (
     parse_time,
     search_requests,
 )
+from llmops.store.home import Home
 
 app = typer.Typer(help="The gateway's request log: search, show, export.", no_args_is_help=True)
 
 DEPLOYMENT = typer.Option(None, "--deployment", "-d", help="Deployment the request named.")
-VERSION = typer.Option(None, "--version", "-v", help="Model version that answered (e.g. support-bot@3).")
+VERSION = typer.Option(
+    None,
+    "--version",
+    "-v",
+    help="Model that answered: name@N, name@alias or name (e.g. support-bot@production).",
+)
 SINCE = typer.Option(None, "--since", help="ISO time or a span ago: 30m, 2h, 7d.")
 UNTIL = typer.Option(None, "--until", help="ISO time or a span ago.")
 STATUS = typer.Option(None, "--status", min=100, max=599, help="HTTP status of the answer.")
@@ -31,6 +38,7 @@ TEXT = typer.Option(None, "--text", help="Case-insensitive text in the prompt or
 
 
 def _filter(
+    home: Home,
     deployment: str | None,
     version: str | None,
     since: str | None,
@@ -43,7 +51,7 @@ def _filter(
 ) -> RequestFilter:
     return RequestFilter(
         deployment=deployment,
-        model_version=version,
+        model_version=resolve_model_version(home.store, home.artifacts, version) if version else None,
         since=parse_time(since, param="since") if since else None,
         until=parse_time(until, param="until") if until else None,
         status=status,
@@ -104,8 +112,9 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (with feedback)."),
 ) -> None:
     """Search the request log, newest first; each request with the feedback given on it."""
-    request_filter = _filter(deployment, version, since, until, status, user, key, text, limit)
-    views = search_requests(home_of(ctx).store, request_filter)
+    home = home_of(ctx)
+    request_filter = _filter(home, deployment, version, since, until, status, user, key, text, limit)
+    views = search_requests(home.store, request_filter)
     if json_out:
         print_json([view.model_dump(mode="json") for view in views])
         return
@@ -164,6 +173,7 @@ def export(
 ) -> None:
     """Export every matching request (with its feedback) to JSON Lines or Parquet."""
     chosen = format_of(out, export_format)
-    request_filter = _filter(deployment, version, since, until, status, user, key, text, None)
-    count = export_requests(home_of(ctx).store, request_filter, out, chosen)
+    home = home_of(ctx)
+    request_filter = _filter(home, deployment, version, since, until, status, user, key, text, None)
+    count = export_requests(home.store, request_filter, out, chosen)
     console.print(f"wrote {count} requests to {out}", markup=False)

@@ -15,10 +15,11 @@ from typing import Any
 
 import typer
 import yaml
+from pydantic import ValidationError
 
 from llmops.cli.context import console, home_of, settings_of
 from llmops.cli.gateway_workers import hand_to_workers, worker_config
-from llmops.errors import InvalidInput
+from llmops.errors import InvalidInput, invalid_config
 from llmops.gateway.config import GatewayConfig
 from llmops.registry.references import parse_ref
 
@@ -46,13 +47,17 @@ def build_config(
     overrides: dict[str, Any],
     price: dict[str, Any],
     model: str | None = None,
+    env_redis_url: str | None = None,
 ) -> GatewayConfig:
     """The config file (if any), plus deployments and settings given as flags. With ``model`` (the
     embedded shape) the deployment it names keeps every setting the file gives it (guardrails,
-    limits, price, drift reference...); one the file does not declare is added, priced by the flags."""
+    limits, price, drift reference...); one the file does not declare is added, priced by the flags.
+    ``env_redis_url`` (LLMOPS_REDIS_URL) applies when neither the file nor a flag names Redis."""
     data = GatewayConfig().model_dump(mode="json")
     data.update(_file_data(config) if config else {})
     data["deployments"] = list(data.get("deployments") or [])
+    if env_redis_url and not data.get("redis_url") and not overrides.get("redis_url"):
+        overrides = {**overrides, "redis_url": env_redis_url}
     data["deployments"] += [_deployment_flag(value, price) for value in deployments]
     data.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("redis_url"):
@@ -62,9 +67,10 @@ def build_config(
         data["deployments"].append({"name": name, "model": model, "price": price})
     try:
         resolved = GatewayConfig.model_validate(data)
-    except ValueError as exc:
+    except ValidationError as exc:
+        error = invalid_config("gateway config", exc.errors())
         hint = "; price --model with --free or --usd-per-engine-second" if model else ""
-        raise InvalidInput(f"gateway config is invalid: {exc}{hint}", param="config") from None
+        raise InvalidInput(error.message + hint, param=error.param) from None
     return _embed(resolved, model) if model else resolved
 
 
@@ -118,8 +124,8 @@ def serve(
         "redis_url": redis_url,
         "allow_loopback_upstreams": allow_loopback,
     }
-    resolved = build_config(config, deployment, overrides, price, model)
     settings = settings_of(ctx)
+    resolved = build_config(config, deployment, overrides, price, model, settings.redis_url)
     home_of(ctx)  # create and migrate the embedded store before workers start
     if model is not None:
         _serve_in_process(ctx, resolved, model, threads)

@@ -47,6 +47,17 @@ class DatasetVersionInfo:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def erased(self) -> bool:
+        """Its rows were purged by a subject erasure (``llmops privacy erase``)."""
+        return bool((self.stats or {}).get("erased"))
+
+    def erased_note(self) -> str:
+        """What became of an erased version's rows, for messages."""
+        successor = (self.stats or {}).get("replaced_by")
+        where = f"the remaining rows are in {successor}" if successor else "no rows remained"
+        return f"{self.ref} was erased by `llmops privacy erase`: its rows were purged and {where}"
+
 
 def canonical_jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
     return b"".join(
@@ -148,6 +159,8 @@ class DatasetStore:
 
     def rows(self, ref: str | DatasetVersionInfo) -> list[dict[str, Any]]:
         info = ref if isinstance(ref, DatasetVersionInfo) else self.get(ref)
+        if info.erased:
+            raise NotFound(info.erased_note(), param="dataset", code="erased")
         data = self.artifacts.read_bytes(info.digest)
         return [json.loads(line) for line in data.decode().splitlines() if line]
 

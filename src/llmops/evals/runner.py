@@ -4,18 +4,20 @@ A run resolves the model (registry) and the dataset (data), checks the suite aga
 fields before any generation, generates in batches, scores every example, and stores it as a
 tracking run in the ``eval`` experiment: parameters name the suite, model and dataset (with their
 digests), metrics hold the run scores, and artifacts hold the suite and every example's input,
-output and scores. Gate results are also stored on the model version, so every version carries
-them. A baseline for ``no_regression_vs`` gates reuses a stored run of the same suite on the same
-model digest, or is run now.
+output and scores. Gate results are stored on the run (tag ``gates``) and on the model version, so
+``eval report`` and the model card show them. A baseline for ``no_regression_vs`` gates reuses a
+stored run of the same suite on the same model digest, or is run now.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmops.data.versions import DatasetStore, DatasetVersionInfo
 from llmops.errors import InvalidInput, NotFound
@@ -26,14 +28,15 @@ from llmops.evals.metrics import build_metrics
 from llmops.evals.results import Comparison, RunResults, RunSummary
 from llmops.evals.scoring import example_from_record, reference_of, score_example
 from llmops.evals.stats import compare_runs
-from llmops.evals.storage import gates_to_json, results_from_json, results_to_json
+from llmops.evals.storage import gates_from_json, gates_to_json, results_from_json, results_to_json
 from llmops.evals.suite import Suite, load_suite, validate_suite_against_fields
 from llmops.evals.summary import summarize_run
 from llmops.registry import ModelVersionInfo, Registry
+from llmops.registry.cards import EVALUATION_EXPERIMENT, GATES_TAG
 from llmops.store.home import Home
 from llmops.tracking import Tracker
 
-EXPERIMENT = "eval"
+EXPERIMENT = EVALUATION_EXPERIMENT
 GeneratorFactory = Callable[[Path], Generator]
 
 
@@ -94,6 +97,7 @@ class EvalRunner:
             suite.statistics,
         )
         report = evaluate_gates(suite.gates, inputs)
+        self.tracker.set_tags(evaluated.run_id, {GATES_TAG: json.dumps(gates_to_json(report))})
         self.registry.merge_tags(
             evaluated.model.ref,
             {f"gates/{suite.name}": {**gates_to_json(report), "run": evaluated.run_id}},
@@ -203,7 +207,10 @@ class EvalRunner:
         summary = summarize_run(results, metrics, suite.statistics)
         model = self.registry.get(info.params["model"])
         dataset = self.datasets.get(info.params["dataset"])
-        return EvalRun(info.id, suite, info.tags["suite_digest"], model, dataset, results, summary, metrics)
+        gates = _stored_gates(info.id, info.tags, model.tags.get(f"gates/{suite.name}"))
+        return EvalRun(
+            info.id, suite, info.tags["suite_digest"], model, dataset, results, summary, metrics, gates
+        )
 
     def results_for(self, suite_path: Path, model_ref: str, limit: int | None = None) -> EvalRun:
         """The stored run of this suite on this model's digest, or a new one."""
@@ -239,6 +246,15 @@ class EvalRunner:
             seed=stats.seed,
         )
         return comparison, cand, base
+
+
+def _stored_gates(run_id: str, run_tags: dict[str, str], on_version: Any) -> GateReport | None:
+    """The gates stored with the run, or (runs from before that) on the version when they are this run's."""
+    if GATES_TAG in run_tags:
+        return gates_from_json(json.loads(run_tags[GATES_TAG]))
+    if isinstance(on_version, dict) and on_version.get("run") == run_id:
+        return gates_from_json(on_version)
+    return None
 
 
 def _fields_of(rows: list[dict[str, object]]) -> set[str]:

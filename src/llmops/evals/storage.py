@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from llmops.evals.gates import GateReport
-from llmops.evals.results import ExampleOutcome, JudgeTrace, MetricResult, RunResults
+from llmops.evals.gates import GateReport, GateResult
+from llmops.evals.results import ExampleOutcome, Interval, JudgeTrace, MetricResult, RunResults
+from llmops.evals.suite import GateKind
 
 
 def results_to_json(results: RunResults) -> bytes:
@@ -40,13 +41,38 @@ def gates_to_json(report: GateReport) -> dict[str, Any]:
         "gates": [
             {
                 "name": g.name,
+                "kind": g.kind,
                 "metric": g.metric,
                 "passed": g.passed,
                 "reason": g.reason,
                 "observed": g.observed,
                 "threshold": g.threshold,
                 "baseline": g.baseline,
+                "interval": asdict(g.interval) if g.interval is not None else None,
             }
             for g in report.results
         ],
     }
+
+
+def gates_from_json(body: dict[str, Any]) -> GateReport:
+    """The report ``gates_to_json`` wrote (entries written before ``kind`` was stored read as ``min``
+    or, with a baseline, ``no_regression``)."""
+    results = []
+    for g in body.get("gates", []):
+        kind: GateKind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
+        interval = Interval(**g["interval"]) if g.get("interval") else None
+        results.append(
+            GateResult(
+                name=g["name"],
+                kind=kind,
+                metric=g["metric"],
+                passed=bool(g["passed"]),
+                reason=g.get("reason", ""),
+                observed=g.get("observed"),
+                threshold=g.get("threshold"),
+                interval=interval,
+                baseline=g.get("baseline"),
+            )
+        )
+    return GateReport(results=tuple(results))

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmops.errors import InvalidInput
+from llmops.errors import InvalidInput, invalid_config
 from llmops.monitor.service import MonitorConfig
 from llmops.security.guardrails import GuardrailConfig
 
@@ -256,5 +256,5 @@ class GatewayConfig(_Strict):
             raise InvalidInput(f"cannot read gateway config {path}: {exc}", param="config") from None
         try:
             return cls.model_validate(data)
-        except ValueError as exc:
-            raise InvalidInput(f"gateway config {path} is invalid: {exc}", param="config") from None
+        except ValidationError as exc:
+            raise invalid_config(f"gateway config {path}", exc.errors()) from None

@@ -29,6 +29,7 @@ from llmops.gateway.policy import RequireRole
 from llmops.gateway.service import Gateway
 from llmops.monitor.alert_store import list_stored_alerts
 from llmops.monitor.feedback_store import FeedbackTarget
+from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
 from llmops.security.roles import Role
 
@@ -139,10 +140,13 @@ def _status_routes(router: APIRouter) -> None:
     )
     async def online_eval(
         request: Request,
-        version: str | None = Query(None, description="Only this model version."),
+        version: str | None = Query(None, description="Only this model: name@N, name@alias or name."),
         principal: Principal = DEVELOPER,
     ) -> list[dict[str, Any]]:
         monitor = _monitor(request)
+        if version is not None:
+            home = monitor.home
+            version = await asyncio.to_thread(resolve_model_version, home.store, home.artifacts, version)
         summary = await asyncio.to_thread(online_eval_summary, monitor.home.store, model_version=version)
         return [item.model_dump(mode="json") for item in summary]
 

@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 from llmops.gateway.auth import Principal
 from llmops.gateway.policy import RequireRole
 from llmops.gateway.service import Gateway
+from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.request_export import export_requests, jsonl_lines
 from llmops.monitor.request_search import (
     RequestFilter,
@@ -31,6 +32,7 @@ from llmops.monitor.request_search import (
 from llmops.security.payload_crypto import PayloadCipher, Reveal, hide, revealer
 from llmops.security.roles import Role, parse_role
 from llmops.settings import get_settings
+from llmops.store.home import Home
 
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
@@ -41,7 +43,7 @@ class _Filters:
     def __init__(
         self,
         deployment: str | None = Query(None, description="Deployment the request named."),
-        version: str | None = Query(None, description="Model version that answered."),
+        version: str | None = Query(None, description="Model that answered: name@N, name@alias or name."),
         since: str | None = Query(None, description="ISO time or a span ago (30m, 2h, 7d)."),
         until: str | None = Query(None, description="ISO time or a span ago."),
         status: int | None = Query(None, ge=100, le=599, description="HTTP status of the answer."),
@@ -60,8 +62,14 @@ class _Filters:
             "text": text,
         }
 
-    def filter(self, limit: int | None) -> RequestFilter:
-        return RequestFilter(**self.values, limit=limit)
+    def filter(self, home: Home, limit: int | None) -> RequestFilter:
+        """The filter, with ``version`` resolved like the registry does (alias, number or latest)."""
+        values = dict(self.values)
+        if values["model_version"]:
+            values["model_version"] = resolve_model_version(
+                home.store, home.artifacts, values["model_version"]
+            )
+        return RequestFilter(**values, limit=limit)
 
 
 FILTERS = Depends(_Filters)
@@ -93,8 +101,10 @@ def _search_route(router: APIRouter) -> None:
         limit: int = Query(100, ge=1, le=1000),
         principal: Principal = DEVELOPER,
     ) -> list[dict[str, Any]]:
+        home = _gateway(request).home
+        request_filter = await asyncio.to_thread(filters.filter, home, limit)
         views = await asyncio.to_thread(
-            search_requests, _gateway(request).home.store, filters.filter(limit), payload_reveal(principal)
+            search_requests, home.store, request_filter, payload_reveal(principal)
         )
         return [view.model_dump(mode="json") for view in views]
 
@@ -114,15 +124,16 @@ def _export_route(router: APIRouter) -> None:
         ),
         principal: Principal = DEVELOPER,
     ) -> StreamingResponse | FileResponse:
-        store = _gateway(request).home.store
+        home = _gateway(request).home
+        store, request_filter = home.store, await asyncio.to_thread(filters.filter, home, None)
         if export_format == "jsonl":
-            lines = jsonl_lines(iter_requests(store, filters.filter(None), reveal=payload_reveal(principal)))
+            lines = jsonl_lines(iter_requests(store, request_filter, reveal=payload_reveal(principal)))
             return StreamingResponse(lines, media_type="application/x-ndjson")
         folder = Path(tempfile.mkdtemp(prefix="llmops-export-"))
         path = folder / "requests.parquet"
         try:
             await asyncio.to_thread(
-                export_requests, store, filters.filter(None), path, "parquet", payload_reveal(principal)
+                export_requests, store, request_filter, path, "parquet", payload_reveal(principal)
             )
         except BaseException:
             _remove(folder)

@@ -115,8 +115,9 @@ def reference_profile(store: Store, artifacts: ArtifactStore, model_version: str
         digest = None if row is None else row.profile_digest
     if digest is None:
         raise NotFound(
-            f"model version {model_version!r} has no drift reference; pass --reference DATASET@VERSION "
-            "or set one with PUT /api/deployments/NAME/drift-reference",
+            f"model version {model_version!r} has no drift reference; set one with `llmops monitor "
+            f"reference --version {model_version} --dataset DATASET@VERSION` (or PUT "
+            "/api/deployments/NAME/drift-reference), or pass --reference DATASET@VERSION",
             param="reference",
         )
     return load_profile(artifacts, digest)

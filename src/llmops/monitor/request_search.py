@@ -224,15 +224,25 @@ def timings(row: GatewayRequest) -> dict[str, float | None]:
     }
 
 
+def _by_prefix(session: Session, prefix: str) -> GatewayRequest:
+    """The one request whose id starts with ``prefix`` (like ``runs show``); NotFound otherwise."""
+    query = select(GatewayRequest).where(GatewayRequest.id.startswith(prefix, autoescape=True)).limit(2)
+    found = list(session.execute(query).scalars()) if len(prefix) >= 4 else []
+    if len(found) == 1:
+        return found[0]
+    why = (
+        f"{prefix!r} is the start of several request ids; give more of it"
+        if found
+        else (f"no request {prefix!r} in the request log")
+    )
+    raise NotFound(f"{why}; find ids with `llmops requests search`", param="request_id")
+
+
 def get_request(store: Store, request_id: str, reveal: Reveal = default_reveal) -> RequestDetail:
-    """One request with its timings, feedback and online-evaluation scores."""
+    """One request with its timings, feedback and online-evaluation scores (a unique id prefix is enough)."""
     with store.read() as session:
-        row = session.get(GatewayRequest, request_id)
-        if row is None:
-            raise NotFound(
-                f"no request {request_id!r} in the request log; find ids with `llmops requests search`",
-                param="request_id",
-            )
+        row = session.get(GatewayRequest, request_id) or _by_prefix(session, request_id)
+        request_id = row.id
         feedback = _feedback_by_request(session, [row.id], reveal).get(row.id, [])
         scores = session.execute(
             select(OnlineEvalResult)

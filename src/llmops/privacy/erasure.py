@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
+from llmops.data.operations import length_stats
 from llmops.data.schemas import parse_kind
 from llmops.data.versions import DatasetStore
 from llmops.errors import NotFound
@@ -39,13 +40,17 @@ def erase_subject(home: Home, subject: str, *, reason: str | None = None) -> Era
         kept = [row for row in datasets.rows(old) if not row_belongs(row, subject)]
         if kept:
             record = {"name": "erase", "params": {"rows_removed": report.rows_per_dataset[ref]}}
+            kind = parse_kind(old.schema_kind)
+            stats = length_stats(kept, kind)
             new = datasets.commit(
                 old.name,
                 kept,
-                parse_kind(old.schema_kind).value,
+                kind.value,
                 transform=record,
                 parents=[ref],
                 source=old.source,
+                stats=stats,
+                num_tokens=stats["tokens"],
             )
             replaced[ref] = new.ref
         home.artifacts.purge(old.digest)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy import delete as sql_delete
 
-from llmops.errors import InvalidInput
+from llmops.errors import InvalidInput, invalid_config
 from llmops.security.payload_crypto import PayloadCipher
 from llmops.settings import Settings, get_settings
 from llmops.store import audit
@@ -53,8 +53,9 @@ class RetentionPolicy(BaseModel):
     def _audit_minimum(self) -> RetentionPolicy:
         if self.audit_days is not None and self.audit_days < AUDIT_MINIMUM_DAYS:
             raise InvalidInput(
-                f"retention of audit events must be at least {AUDIT_MINIMUM_DAYS} days, "
-                f"not {self.audit_days:g}",
+                f"LLMOPS_RETENTION_AUDIT_DAYS is {self.audit_days:g}: retention of audit events must be "
+                f"at least {AUDIT_MINIMUM_DAYS} days; set it to {AUDIT_MINIMUM_DAYS} or more, or unset it "
+                "to keep them",
                 param="retention_audit_days",
             )
         return self
@@ -70,8 +71,8 @@ class RetentionPolicy(BaseModel):
                 feedback_days=chosen.retention_feedback_days,
                 audit_days=chosen.retention_audit_days,
             )
-        except ValueError as exc:
-            raise InvalidInput(f"retention settings are invalid: {exc}", param="retention") from None
+        except ValidationError as exc:
+            raise invalid_config("retention settings", exc.errors(), env_prefix="LLMOPS_RETENTION_") from None
 
 
 @dataclass(frozen=True)

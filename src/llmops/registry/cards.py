@@ -5,8 +5,16 @@ Only recorded facts go in; a section with nothing recorded says so rather than i
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from llmops.registry.client import Registry
 from llmops.registry.lineage import DatasetNode, lineage
+from llmops.registry.records import ModelVersionInfo
+from llmops.tracking import RunInfo, Tracker
+
+EVALUATION_EXPERIMENT = "eval"  # the tracking experiment of evaluation runs (llmops.evals.runner)
+GATES_TAG = "gates"  # the run tag holding an evaluation run's gate results as JSON
 
 
 def render_card(registry: Registry, ref: str) -> str:
@@ -43,16 +51,62 @@ def render_card(registry: Registry, ref: str) -> str:
             lines += ["", "| parameter | value |", "|---|---|"]
             lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(info.run.params.items())]
     lines += ["", "## Evaluation", ""]
+    lines += _evaluation_lines(registry, version)
     if version.metrics:
+        lines += ["", "Metrics recorded on the version (training):", ""]
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(version.metrics.items())]
-    else:
-        lines.append("No evaluation results are recorded on this version yet.")
     lines += ["", "## Lineage", ""]
     lines.append("Ancestors: " + (" → ".join(a.ref for a in info.ancestors) or "none"))
     lines.append("")
     lines.append("Descendants: " + (", ".join(info.descendants) or "none"))
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(registry: Registry, version: ModelVersionInfo) -> list[str]:
+    """The version's evaluation runs (newest first) with their scores, then each run's gates."""
+    runs = Tracker(registry.store, registry.artifacts).find_runs(
+        EVALUATION_EXPERIMENT, {"model_digest": version.digest}
+    )
+    if not runs:
+        return ["No evaluation runs are recorded for this version yet (`llmops eval run SUITE --model REF`)."]
+    lines = ["| run | suite | dataset | examples | scores | gates |", "|---|---|---|---|---|---|"]
+    gated: list[tuple[RunInfo, dict[str, Any]]] = []
+    for run in runs:
+        gates = _run_gates(run, version)
+        if gates is not None:
+            gated.append((run, gates))
+        verdict = "-" if gates is None else ("passed" if gates.get("passed") else "failed")
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted(run.latest_metrics.items())) or "-"
+        lines.append(
+            f"| `{run.id[:12]}` | {_cell(run.params.get('suite', '-'))} | "
+            f"{_cell(run.params.get('dataset', '-'))} | {run.params.get('examples', '-')} | "
+            f"{_cell(scores)} | {verdict} |"
+        )
+    for run, gates in gated:
+        lines += ["", f"Gates of run `{run.id[:12]}` ({_cell(run.params.get('suite', '-'))}):", ""]
+        lines += ["| gate | result | observed | threshold | reason |", "|---|---|---|---|---|"]
+        for gate in gates.get("gates", []):
+            lines.append(
+                f"| {_cell(gate.get('name'))} | {'pass' if gate.get('passed') else 'fail'} | "
+                f"{_number(gate.get('observed'))} | {_number(gate.get('threshold'))} | "
+                f"{_cell(gate.get('reason', ''))} |"
+            )
+    return lines
+
+
+def _run_gates(run: RunInfo, version: ModelVersionInfo) -> dict[str, Any] | None:
+    if GATES_TAG in run.tags:
+        stored: dict[str, Any] = json.loads(run.tags[GATES_TAG])
+        return stored
+    on_version = version.tags.get(f"gates/{run.params.get('suite')}")
+    if isinstance(on_version, dict) and on_version.get("run") == run.id:
+        return on_version
+    return None
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _dataset_lines(nodes: tuple[DatasetNode, ...], indent: int = 0) -> list[str]:

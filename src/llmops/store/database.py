@@ -8,13 +8,14 @@ Every multi-row change is one transaction: ``with store.transaction() as session
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -137,6 +138,12 @@ class Store:
         with _translate_db_errors(self), self._reader() as session:
             yield session
 
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A plain connection of the write engine (migrations), with the store's error messages."""
+        with _translate_db_errors(self), self.engine.connect() as connection:
+            yield connection
+
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``."""
         from llmops.store.migrate import upgrade
@@ -148,12 +155,29 @@ class Store:
         self._read_engine.dispose()
 
 
+_MISSING_DATABASE = re.compile(r'database "([^"]+)" does not exist')
+
+
+def _missing_database(store: Store, name: str) -> StoreUnavailable:
+    url = make_url(store.url)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    user = f" -U {url.username}" if url.username else ""
+    return StoreUnavailable(
+        f'database "{name}" does not exist on {where}; create it first '
+        f"(createdb -h {url.host or 'localhost'} -p {url.port or 5432}{user} {name}), "
+        "then run `llmops db upgrade`"
+    )
+
+
 @contextmanager
 def _translate_db_errors(store: Store) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
         text = str(exc.orig) if exc.orig is not None else str(exc)
+        missing = _MISSING_DATABASE.search(text)
+        if missing:
+            raise _missing_database(store, missing.group(1)) from exc
         if "locked" in text or "busy" in text:
             raise StoreUnavailable(
                 f"the database stayed locked for more than {store.busy_timeout_s:g}s by another "

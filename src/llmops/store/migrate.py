@@ -24,14 +24,14 @@ def _config() -> Config:
 def upgrade(store: Store, revision: str = "head") -> None:
     config = _config()
     # Plain (non-IMMEDIATE) engine connection; DDL on SQLite takes the write lock itself.
-    with store.engine.connect() as connection:
+    with store.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
 
 
 def current_revision(store: Store) -> str | None:
-    with store.engine.connect() as connection:
+    with store.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

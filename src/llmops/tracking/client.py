@@ -95,6 +95,14 @@ class Tracker:
                 assert row is not None
             return self._info(session, row, full=True)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tag a run after it ended (facts that come later, such as the gates of an evaluation)."""
+        with self.store.transaction() as session:
+            if session.get(Run, run_id) is None:
+                raise NotFound(f"no run {run_id!r}; `llmops runs list` shows the runs", param="run")
+            for key, value in tags.items():
+                session.merge(RunTag(run_id=run_id, key=key, value=str(value)))
+
     def list_runs(self, experiment: str | None = None, limit: int = 50) -> list[RunInfo]:
         with self.store.read() as session:
             query = select(Run).order_by(Run.started_at.desc()).limit(limit)
