@@ -102,6 +102,8 @@ async def test_feedback_joins_its_request_and_scores_appear_per_version(
             rows = await client.get(
                 "/api/requests", params={"version": answered[rated]}, headers=gw.bearer(developer)
             )
+            if rows.status_code == 404:  # a version the registry does not know is found once logged
+                return False
             return any(row["id"] == rated and row["feedback"] for row in rows.json())
 
         await _until(joined, "the feedback to join its request in search")

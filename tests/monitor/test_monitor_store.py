@@ -77,12 +77,10 @@ def test_drift_reference_from_a_dataset_version_and_reports_kept(home: Home, cli
     with pytest.raises(NotFound) as missing:
         reference_profile(home.store, home.artifacts, "bot@9")
     assert missing.value.param == "reference"
-    set_by_cli = cli("monitor", "reference", "--version", "bot@2", "--dataset", info.ref)
-    assert set_by_cli.code == 0 and "dataset intent-ref@1 (150 prompts)" in set_by_cli.out
-    assert {(r.model_version, r.digest) for r in load_references(home.store)} == {
-        ("bot@1", stored.digest),
-        ("bot@2", stored.digest),
-    }
+    # a version neither the registry nor the request log knows is refused, not tracked
+    unknown = cli("monitor", "reference", "--version", "bot@2", "--dataset", info.ref)
+    assert unknown.code == 2 and "no registered model 'bot'" in unknown.err
+    assert {(r.model_version, r.digest) for r in load_references(home.store)} == {("bot@1", stored.digest)}
     tiny = datasets.commit("tiny", generate("intent", 5, seed=0), "prompt_completion")
     with pytest.raises(InvalidInput):
         profile_from_dataset(datasets, tiny.ref)

@@ -68,7 +68,7 @@ def build_config(
     try:
         resolved = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        error = invalid_config("gateway config", exc.errors())
+        error = invalid_config(f"gateway config {config}" if config else "gateway config", exc.errors())
         hint = "; price --model with --free or --usd-per-engine-second" if model else ""
         raise InvalidInput(error.message + hint, param=error.param) from None
     return _embed(resolved, model) if model else resolved
