@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from llmops.evals.gates import GateReport
-from llmops.evals.results import ExampleOutcome, JudgeTrace, MetricResult, RunResults
+from llmops.evals.gates import GateReport, GateResult
+from llmops.evals.results import ExampleOutcome, Interval, JudgeTrace, MetricResult, RunResults
 
 
 def results_to_json(results: RunResults) -> bytes:
@@ -34,6 +34,28 @@ def results_from_json(data: bytes) -> RunResults:
     return RunResults(suite=body["suite"], model=body["model"], outcomes=outcomes)
 
 
+def gates_from_json(body: dict[str, Any]) -> GateReport:
+    """A stored gate report read back (records written before intervals were kept have none)."""
+    results = []
+    for g in body.get("gates", []):
+        interval = Interval(**g["interval"]) if g.get("interval") else None
+        kind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
+        results.append(
+            GateResult(
+                name=g["name"],
+                kind=kind,
+                metric=g["metric"],
+                passed=bool(g["passed"]),
+                reason=g["reason"],
+                observed=g.get("observed"),
+                threshold=g.get("threshold"),
+                interval=interval,
+                baseline=g.get("baseline"),
+            )
+        )
+    return GateReport(results=tuple(results))
+
+
 def gates_to_json(report: GateReport) -> dict[str, Any]:
     return {
         "passed": report.passed,
@@ -46,6 +68,8 @@ def gates_to_json(report: GateReport) -> dict[str, Any]:
                 "observed": g.observed,
                 "threshold": g.threshold,
                 "baseline": g.baseline,
+                "kind": g.kind,
+                "interval": asdict(g.interval) if g.interval is not None else None,
             }
             for g in report.results
         ],
