@@ -13,6 +13,7 @@ makes this stage depend on that one).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -235,6 +236,7 @@ def build(body: Any, path: Path, overrides: Sequence[str] = ()) -> Pipeline:
     """Validate a parsed file (plus ``-p`` overrides) into a ``Pipeline``; refuses with the field."""
     if not isinstance(body, dict):
         raise InvalidInput(f"{path}: a pipeline file is a mapping with `name` and `stages`", param="file")
+    body = copy.deepcopy(body)  # overrides change the copy, never the caller's
     for text in overrides:
         _apply_override(body, text)
     try:

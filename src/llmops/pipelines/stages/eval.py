@@ -2,7 +2,8 @@
 
 The suite's dataset can be replaced by the pipeline's (so the evaluation reads the exact split the
 pipeline made). Gates that compare with an alias (``no_regression_vs: production``) make the alias's
-version an input: when the champion moves, the evaluation is redone.
+version an input: when the champion moves to another version, the evaluation is redone (the
+champion becoming this very version changes nothing: "none" stands for "no other champion").
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ class Eval(StageKind):
                     champion = registry.get(f"{model.name}@{gate.no_regression_vs}").digest
                 except NotFound:
                     champion = "none"
-                digests[f"baseline {gate.no_regression_vs}"] = champion
+                # Once this very version is promoted, its stored evaluation still stands.
+                digests[f"baseline {gate.no_regression_vs}"] = (
+                    "none" if champion == model.digest else champion
+                )
         return digests
 
     def run(self, ctx: StageContext, params: StageParams) -> StageOutcome:

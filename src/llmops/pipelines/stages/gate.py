@@ -79,10 +79,9 @@ class Gate(StageKind):
         digests = {}
         for run_id in params.evals:
             info = Tracker.from_home(ctx.home).get_run(run_id)
-            name = registry.get(info.params["model"]).name
-            digests[f"champion {name}@{params.against}"] = _digest_or_none(
-                registry, f"{name}@{params.against}"
-            )
+            model = registry.get(info.params["model"])
+            champion = _other_champion(registry, f"{model.name}@{params.against}", model.digest)
+            digests[f"champion {model.name}@{params.against}"] = champion
         return digests
 
     def run(self, ctx: StageContext, params: StageParams) -> StageOutcome:
@@ -119,7 +118,7 @@ class Gate(StageKind):
         else:
             report = gates_from_json(stored)
         champion_ref = f"{model.name}@{params.against}"
-        champion = _digest_or_none(runner.registry, champion_ref)
+        champion = _other_champion(runner.registry, champion_ref, model.digest)
         if champion == "none" and params.if_no_champion == "pass":
             report = _first_release(report, params.against)
         extra = [t for t in params.thresholds if t.suite in (None, evaluated.suite.name)]
@@ -131,7 +130,7 @@ class Gate(StageKind):
         if comparison is not None:
             text += "\n" + render_comparison_markdown(comparison)
         else:
-            text += f"\nNo champion: `{champion_ref}` does not exist yet.\n"
+            text += f"\nNo other champion: `{champion_ref}` is unset or is this version.\n"
         return text + "\n" + render_gates_markdown(report), report
 
 
@@ -150,6 +149,13 @@ def _digest_or_none(registry: Registry, ref: str) -> str:
         return registry.get(ref).digest
     except NotFound:
         return "none"
+
+
+def _other_champion(registry: Registry, ref: str, candidate_digest: str) -> str:
+    """The champion's digest, or "none" when there is none or it is the candidate itself (promoted
+    by an earlier run of this pipeline: its stored evaluation and first-release decision stand)."""
+    digest = _digest_or_none(registry, ref)
+    return "none" if digest == candidate_digest else digest
 
 
 def _versus_champion(runner: EvalRunner, evaluated: EvalRun, champion_ref: str) -> Comparison | None:
