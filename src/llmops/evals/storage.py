@@ -8,6 +8,7 @@ from typing import Any
 
 from llmops.evals.gates import GateReport, GateResult
 from llmops.evals.results import ExampleOutcome, Interval, JudgeTrace, MetricResult, RunResults
+from llmops.evals.suite import GateKind
 
 
 def results_to_json(results: RunResults) -> bytes:
@@ -39,7 +40,10 @@ def gates_from_json(body: dict[str, Any]) -> GateReport:
     results = []
     for g in body.get("gates", []):
         interval = Interval(**g["interval"]) if g.get("interval") else None
-        kind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
+        stored_kind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
+        kind: GateKind = (
+            "max" if stored_kind == "max" else "no_regression" if stored_kind == "no_regression" else "min"
+        )
         results.append(
             GateResult(
                 name=g["name"],
