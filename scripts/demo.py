@@ -21,8 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".llmops" / "demo"
-RECIPE = ROOT / "src" / "llmops" / "train" / "recipes" / "demo-intent.yaml"
-SUITES = ROOT / "examples" / "demo"
+PIPELINE = ROOT / "examples" / "support-desk" / "llmops.yaml"
 ENV = {**os.environ, "LLMOPS_HOME": str(HOME), "LLMOPS_ACTOR": "demo"}
 
 NOT_YET = ["the maintenance loop (drift or quality triggers retraining, canary, promote or roll back)"]
@@ -210,57 +209,16 @@ def main() -> None:
     step("1. Create the embedded home (SQLite + artifact store) and migrate it")
     llmops("init")
 
-    step("2. Data: synthesise a support-desk task, split it by prompt, and make a shifted domain")
-    llmops("data", "synth", "intent", "--name", "intent", "--n", "4000", "--seed", "0")
-    llmops("data", "transform", "intent", "dedup-exact", "--name", "intent-clean")
-    llmops("data", "split", "intent-clean", "--key", "prompt", "--seed", "0")
-    llmops(
-        "data",
-        "synth",
-        "intent",
-        "--name",
-        "intent-shifted",
-        "--n",
-        "300",
-        "--seed",
-        "7",
-        "--domain",
-        "shifted",
-    )
+    step("2-4. The support-desk pipeline: data, training, evaluation, gate and registration from one file")
+    pipeline = str(PIPELINE)
+    reports = str(HOME / "reports")
+    llmops("pipeline", "dag", pipeline)
+    llmops("pipeline", "run", pipeline, "--stage", "register", "--reports", reports)
+    print("  run again, nothing changed: every stage is skipped, and says why")
+    llmops("pipeline", "run", pipeline, "--stage", "register", "--reports", reports)
+    gate = (HOME / "reports" / "pipeline.md").read_text()  # with every gate summary
+    print("held-out exact match: " + score_line(gate, "exact_match"))
     llmops("data", "show", "intent-clean-train")
-
-    step("3. Train a tokenizer and a small Llama from the recipe (a few minutes on 2 cores)")
-    recipe = HOME / "demo-intent.yaml"
-    recipe.write_text(
-        RECIPE.read_text()
-        .replace("intent-train", "intent-clean-train")
-        .replace("intent-validation", "intent-clean-validation")
-    )
-    llmops("train", "run", str(recipe), "--threads", "2")
-    llmops("models", "alias", "set", "demo-intent", "production", "1", "--reason", "first release")
-
-    step("4. Evaluate on the held-out split (gated) and on the shifted domain")
-    suite = HOME / "intent-suite.yaml"
-    suite.write_text((SUITES / "intent-suite.yaml").read_text().replace("intent-test", "intent-clean-test"))
-    held_out = llmops(
-        "eval",
-        "run",
-        str(suite),
-        "--model",
-        "demo-intent@production",
-        "--markdown",
-        str(HOME / "eval-report.md"),
-    )
-    shifted = llmops(
-        "eval",
-        "run",
-        str(SUITES / "intent-shifted-suite.yaml"),
-        "--model",
-        "demo-intent@production",
-        quiet=True,
-    )
-    print("held-out exact match: " + score_line(held_out, "exact_match"))
-    print("shifted  exact match: " + score_line(shifted, "exact_match"))
 
     step("5. Registry: the version, its lineage and its model card")
     llmops("models", "show", "demo-intent@production")

@@ -22,6 +22,7 @@ from llmops.cli import (
     keys,
     models,
     monitor,
+    pipeline,
     privacy,
     replica,
     requests,
@@ -55,6 +56,7 @@ app.command("replica")(replica.replica)
 app.add_typer(evals.app, name="eval")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 @app.callback()

@@ -68,8 +68,19 @@ def _commit(
     )
 
 
+def _with_context(record: dict[str, Any], context: dict[str, str] | None) -> dict[str, Any]:
+    """The step record, plus what produced it (a pipeline run) when there is such a context."""
+    return {**record, "context": dict(context)} if context else record
+
+
 def ingest(
-    store: DatasetStore, path: Path, name: str, *, kind: str | None = None, skip_invalid: bool = False
+    store: DatasetStore,
+    path: Path,
+    name: str,
+    *,
+    kind: str | None = None,
+    skip_invalid: bool = False,
+    context: dict[str, str] | None = None,
 ) -> tuple[DatasetVersionInfo, int]:
     """Read a JSONL, CSV or Parquet file into a new version; returns it and the skipped count."""
     result = read_rows(path, kind, skip_invalid)
@@ -78,17 +89,26 @@ def ingest(
         "params": {"file": result.source, "skip_invalid": skip_invalid},
         "report": {"rows_out": len(result.rows), "skipped": result.skipped},
     }
+    transform = _with_context(transform, context)
     info = _commit(store, name, result.rows, result.kind, transform, source=result.source)
     return info, result.skipped
 
 
 def synthesise(
-    store: DatasetStore, task: str, name: str, *, n: int, seed: int, domain: str
+    store: DatasetStore,
+    task: str,
+    name: str,
+    *,
+    n: int,
+    seed: int,
+    domain: str,
+    context: dict[str, str] | None = None,
 ) -> DatasetVersionInfo:
     if n < 1:
         raise InvalidInput("--n must be at least 1", param="n")
     rows = synth.generate(task, n, seed, domain)
-    transform = {"name": "synth", "params": {"task": task, "n": n, "seed": seed, "domain": domain}}
+    params = {"task": task, "n": n, "seed": seed, "domain": domain}
+    transform = _with_context({"name": "synth", "params": params}, context)
     return _commit(store, name, rows, SchemaKind.PROMPT_COMPLETION, transform, source=f"synth:{task}")
 
 
@@ -101,6 +121,7 @@ def transform(
     params: dict[str, Any] | None = None,
     detector: PIIDetector | None = None,
     count_tokens: TokenCounter = whitespace_tokens,
+    context: dict[str, str] | None = None,
 ) -> tuple[DatasetVersionInfo, TransformReport]:
     """Apply one cleaning step to version ``ref``; the result is a new version of ``name``."""
     parent = store.get(ref)
@@ -108,7 +129,7 @@ def transform(
     rows = store.rows(parent)
     params = dict(params or {})
     out, report = _apply(step, rows, kind, params, detector, count_tokens)
-    record = {"name": step, "params": params, "report": report.to_dict()}
+    record = _with_context({"name": step, "params": params, "report": report.to_dict()}, context)
     return _commit(store, name or parent.name, out, kind, record, parents=[parent.ref]), report
 
 
@@ -143,7 +164,13 @@ class SplitVersions:
 
 
 def split(
-    store: DatasetStore, ref: str, *, seed: int, key: str | None, fractions: SplitFractions
+    store: DatasetStore,
+    ref: str,
+    *,
+    seed: int,
+    key: str | None,
+    fractions: SplitFractions,
+    context: dict[str, str] | None = None,
 ) -> SplitVersions:
     """Deterministic split of ``ref`` into ``NAME-train``, ``NAME-validation`` and ``NAME-test``."""
     parent = store.get(ref)
@@ -156,7 +183,7 @@ def split(
     made: dict[str, DatasetVersionInfo | None] = {}
     for part in ("train", "validation", "test"):
         part_rows = parts.rows(part)
-        record = {"name": "split", "params": {**params, "part": part}}
+        record = _with_context({"name": "split", "params": {**params, "part": part}}, context)
         made[part] = (
             _commit(store, f"{parent.name}-{part}", part_rows, kind, record, parents=[parent.ref])
             if part_rows

@@ -35,6 +35,31 @@ def results_from_json(data: bytes) -> RunResults:
     return RunResults(suite=body["suite"], model=body["model"], outcomes=outcomes)
 
 
+def gates_from_json(body: dict[str, Any]) -> GateReport:
+    """A stored gate report read back (records written before intervals were kept have none)."""
+    results = []
+    for g in body.get("gates", []):
+        interval = Interval(**g["interval"]) if g.get("interval") else None
+        stored_kind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
+        kind: GateKind = (
+            "max" if stored_kind == "max" else "no_regression" if stored_kind == "no_regression" else "min"
+        )
+        results.append(
+            GateResult(
+                name=g["name"],
+                kind=kind,
+                metric=g["metric"],
+                passed=bool(g["passed"]),
+                reason=g.get("reason", ""),
+                observed=g.get("observed"),
+                threshold=g.get("threshold"),
+                interval=interval,
+                baseline=g.get("baseline"),
+            )
+        )
+    return GateReport(results=tuple(results))
+
+
 def gates_to_json(report: GateReport) -> dict[str, Any]:
     return {
         "passed": report.passed,
@@ -53,26 +78,3 @@ def gates_to_json(report: GateReport) -> dict[str, Any]:
             for g in report.results
         ],
     }
-
-
-def gates_from_json(body: dict[str, Any]) -> GateReport:
-    """The report ``gates_to_json`` wrote (entries written before ``kind`` was stored read as ``min``
-    or, with a baseline, ``no_regression``)."""
-    results = []
-    for g in body.get("gates", []):
-        kind: GateKind = g.get("kind") or ("no_regression" if g.get("baseline") else "min")
-        interval = Interval(**g["interval"]) if g.get("interval") else None
-        results.append(
-            GateResult(
-                name=g["name"],
-                kind=kind,
-                metric=g["metric"],
-                passed=bool(g["passed"]),
-                reason=g.get("reason", ""),
-                observed=g.get("observed"),
-                threshold=g.get("threshold"),
-                interval=interval,
-                baseline=g.get("baseline"),
-            )
-        )
-    return GateReport(results=tuple(results))

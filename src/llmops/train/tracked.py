@@ -108,7 +108,10 @@ def run_recipe(
     nproc: int = 1,
     threads: int | None = None,
     show_progress: bool | None = None,
+    lineage: Mapping[str, str] | None = None,
 ) -> TrainedVersion:
+    """Train ``recipe_path`` and register the result; ``lineage`` (what started the run, such as a
+    pipeline run) is added to the run's tags and the version's tags."""
     recipe = load_recipe(recipe_path)
     name = model_name or recipe.name
     if not name:
@@ -125,7 +128,7 @@ def run_recipe(
         inputs, links, base_ref = _inputs(home, recipe, Path(work))
         recipe_digest = hashlib.sha256(Path(recipe_path).read_bytes()).hexdigest()
         params = _flatten("", json.loads(recipe.model_dump_json()), {})
-        tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind}
+        tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind, **dict(lineage or {})}
         tracker = Tracker.from_home(home)
         with tracker.start_run(EXPERIMENT, name, params=params, tags=tags) as run:
             result = train(
@@ -156,7 +159,7 @@ def run_recipe(
         source_run_id=run.id,
         datasets=links,
         metrics={k: v for k, v in metrics.items() if v is not None},
-        tags={"recipe_digest": recipe_digest, "kind": recipe.kind},
+        tags={"recipe_digest": recipe_digest, "kind": recipe.kind, **dict(lineage or {})},
         description=f"{recipe.kind} from recipe {Path(recipe_path).name}",
         reason=f"training run {run.id}",
     )
