@@ -58,11 +58,11 @@ def github(pipeline: Pipeline, *, root: Path, install: str = DEFAULT_INSTALL, py
     file = _relative(pipeline.path, root)
     key = f"llmops-{pipeline.name}"
     steps: list[dict[str, Any]] = [
-        {"uses": "actions/checkout@v4"},
-        {"uses": "actions/setup-python@v5", "with": {"python-version": python}},
+        {"uses": "actions/checkout@v5"},
+        {"uses": "actions/setup-python@v6", "with": {"python-version": python}},
         {
             "name": "Restore the llmops store (metadata and artifacts)",
-            "uses": "actions/cache/restore@v4",
+            "uses": "actions/cache/restore@v5",
             "with": {
                 "path": STORE_DIR,
                 "key": f"{key}-${{{{ github.ref_name }}}}-${{{{ github.run_id }}}}",
@@ -75,13 +75,13 @@ def github(pipeline: Pipeline, *, root: Path, install: str = DEFAULT_INSTALL, py
         {
             "name": "Save the llmops store",
             "if": "always()",
-            "uses": "actions/cache/save@v4",
+            "uses": "actions/cache/save@v5",
             "with": {"path": STORE_DIR, "key": f"{key}-${{{{ github.ref_name }}}}-${{{{ github.run_id }}}}"},
         },
         {
             "name": "Upload the report",
             "if": "always()",
-            "uses": "actions/upload-artifact@v4",
+            "uses": "actions/upload-artifact@v6",
             "with": {"name": f"{key}-report", "path": f"{REPORTS_DIR}/", "if-no-files-found": "warn"},
         },
         {
