@@ -55,6 +55,9 @@ class ReplicaAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="Base URL of the replica (checked like the config's).")
     name: str | None = None
+    model_version: str | None = Field(
+        None, description="The version the replica serves (recorded per request); default its arm's."
+    )
     reason: str | None = None
 
 
@@ -193,7 +196,10 @@ def _replica_routes(router: APIRouter) -> None:
         deployment = gateway.table.get(name)
         # validation resolves the host name: off the event loop
         upstream = await asyncio.to_thread(http_upstream_factory(gateway.config), body.url, body.name)
-        deployment.arm(arm).replicas.append(Replica(upstream))
+        target = deployment.arm(arm)
+        # idempotent by name: a supervisor re-registering a replica replaces its entry, never twins it
+        target.replicas = [r for r in target.replicas if r.name != upstream.name]
+        target.replicas.append(Replica(upstream, model_version=body.model_version))
         await asyncio.to_thread(
             _persist, gateway, deployment, f"key:{principal.key_id}", "gateway.replica.add", body.reason
         )

@@ -238,9 +238,7 @@ class Pipeline:
             message = f"replica {attempt.replica.name} did not finish its answer: {exc or 'total timeout'}"
             await self.finish(
                 ctx,
-                Outcome(
-                    502, attempt.arm.name, attempt.arm.model_version, attempt.replica.name, error=message
-                ),
+                Outcome(502, attempt.arm.name, attempt.model_version, attempt.replica.name, error=message),
             )
             raise UpstreamError(message, code="upstream_broke_off") from exc
         await self.forwarder.release(attempt, ok=attempt.response.status < 500)
@@ -249,7 +247,7 @@ class Pipeline:
         outcome = Outcome(
             attempt.response.status,
             attempt.arm.name,
-            attempt.arm.model_version,
+            attempt.model_version,
             attempt.replica.name,
             prompt_tokens=prompt,
             completion_tokens=completion,
