@@ -89,3 +89,10 @@ def test_target_contract_is_a_protocol_with_the_six_verbs() -> None:
     assert verbs <= set(dir(DeployTarget))
     assert ReplicaState.CRASH_LOOP == "crash_loop"
     assert DeploymentSpec.model_json_schema()["properties"]["replicas"]
+
+
+def test_docs_reference_lists_every_top_level_field() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
+    reference = text.split("## Spec reference", 1)[1].split("## ", 1)[0]
+    documented = {line.split("`")[1] for line in reference.splitlines() if line.startswith("| `")}
+    assert documented == set(DeploymentSpec.model_fields)

@@ -14,6 +14,7 @@ from llmops.cli import (
     audit,
     data,
     db,
+    deploy,
     evals,
     keys,
     models,
@@ -50,6 +51,7 @@ app.command("replica")(replica.replica)
 app.add_typer(evals.app, name="eval")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
+app.add_typer(deploy.app, name="deploy")
 
 
 @app.callback()

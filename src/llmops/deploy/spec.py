@@ -155,6 +155,12 @@ class Drain(_Strict):
     """Stopping a replica: it leaves the gateway first, then in-flight requests finish."""
 
     grace_s: float = Field(30.0, ge=0, description="How long in-flight requests may take to finish.")
+    deregister_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="After deregistering, how long until every gateway worker stops choosing the replica "
+        "(the gateway's admin_sync_s).",
+    )
 
 
 class GatewaySettings(_Strict):
