@@ -165,38 +165,34 @@ def traffic_and_monitoring(gateway: str, consumer: str, developer: str) -> None:
 
 
 def serve_through_gateway() -> None:
-    replica_port, gateway_port = free_port(), free_port()
-    replica = (
-        "replica",
-        "--model",
-        "demo-intent@production",
-        "--served-model-name",
-        "demo-intent",
-        "--port",
-        str(replica_port),
-        "--threads",
-        "1",
+    """The gateway starts empty; `llmops deploy apply` starts the replica, waits until it is ready and
+    registers it with the gateway, which picks the deployment up from the store."""
+    gateway_port = free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    gateway_config = HOME / "gateway.yaml"
+    gateway_config.write_text(
+        f"port: {gateway_port}\nallow_loopback_upstreams: true\nadmin_sync_s: 1\ndeployments: []\n"
     )
-    with background("replica", *replica, ready=f"http://127.0.0.1:{replica_port}/readyz"):
-        consumer = new_key("demo-app", "consumer")
-        developer = new_key("demo-ops", "developer")
-        gateway = (
-            "serve",
-            "--deployment",
-            f"demo-intent=http://127.0.0.1:{replica_port}",
-            "--allow-loopback",
-            "--free",
-            "--port",
-            str(gateway_port),
-        )
-        with background("gateway", *gateway, ready=f"http://127.0.0.1:{gateway_port}/readyz"):
-            traffic_and_monitoring(f"http://127.0.0.1:{gateway_port}", consumer, developer)
-        print("  replica engine metrics:")
-        show_metrics(
-            f"http://127.0.0.1:{replica_port}/metrics",
-            "",
-            ("llmops_engine_", "llmops_replica_requests_total"),
-        )
+    deployment = HOME / "deployment.yaml"
+    deployment.write_text(
+        "name: demo-intent\n"
+        "model: demo-intent@production\n"
+        "replicas: {count: 1, min: 1, max: 2}\n"
+        "resources: {threads: 1}\n"
+        "drain: {grace_s: 10, deregister_wait_s: 1}\n"
+        "gateway:\n  price: {free: true}\n"
+    )
+    consumer = new_key("demo-app", "consumer")
+    developer = new_key("demo-ops", "developer")
+    deployer = new_key("demo-deployer", "deployer")
+    with background("gateway", "serve", "--config", str(gateway_config), ready=f"{gateway_url}/readyz"):
+        access = ("--gateway", gateway_url, "--gateway-key", deployer)
+        llmops("deploy", "apply", str(deployment), *access)
+        try:
+            traffic_and_monitoring(gateway_url, consumer, developer)
+            llmops("deploy", "status", "demo-intent")
+        finally:
+            llmops("deploy", "delete", "demo-intent", *access)
     llmops("keys", "list")
 
 

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="Share of new traces sampled (0..1; the default 0.1 keeps tracing under 10% of gateway "
         "throughput); replicas follow their caller's sampling decision.",
     )
+    gateway_url: str | None = Field(
+        default=None,
+        description="Admin base URL of the running gateway that `llmops deploy` registers replicas with.",
+    )
+    gateway_key: SecretStr | None = Field(
+        default=None, description="API key (deployer role) `llmops deploy` uses on the gateway's admin API."
+    )
     actor: str = Field(
         default_factory=lambda: os.environ.get("USER") or "unknown",
         description="Who is acting, recorded in audit events from the CLI and the Python API.",

@@ -18,6 +18,7 @@ from llmops.cli import (
     audit,
     data,
     db,
+    deploy,
     evals,
     keys,
     models,
@@ -57,6 +58,7 @@ app.add_typer(evals.app, name="eval")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(deploy.app, name="deploy")
 
 
 @app.callback()

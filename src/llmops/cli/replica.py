@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import typer
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmops.cli.context import console, home_of
 from llmops.engine.config import EngineConfig
+from llmops.errors import InvalidInput
 from llmops.serve.config import ServeConfig
 from llmops.serve.error_responses import validation_error
 from llmops.serve.replica import run_replica
@@ -53,6 +55,12 @@ def replica(
         None, "--request-timeout", help="Seconds a generation may run before it is aborted."
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    engine_json: str | None = typer.Option(
+        None,
+        "--engine-json",
+        help='More engine settings as a JSON object of EngineConfig fields ({"block_size": 32}); '
+        "the flags above win.",
+    ),
 ) -> None:
     """Serve MODEL over the OpenAI API (chat, completions, embeddings, models) with /metrics and probes."""
     serve_config = _config(ServeConfig,
@@ -63,11 +71,24 @@ def replica(
         "threads": threads, "max_model_len": max_model_len, "kv_cache_memory_mb": kv_cache_mb,
         "max_num_seqs": max_num_seqs,
     }  # fmt: skip
-    engine = _config(EngineConfig, **{k: v for k, v in engine_options.items() if v is not None})
+    extra = _engine_json(engine_json)
+    engine = _config(EngineConfig, **{**extra, **{k: v for k, v in engine_options.items() if v is not None}})
     console.print(f"serving {model} on http://{host}:{port}/v1")
     run_replica(
         model, serve_config, engine=engine, base=base, adapters=adapter, open_store=lambda: home_of(ctx)
     )
+
+
+def _engine_json(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--engine-json is not valid JSON: {exc}", param="engine_json") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("--engine-json must be a JSON object of EngineConfig fields", param="engine_json")
+    return value
 
 
 def _config(model: type[ConfigT], **values: Any) -> ConfigT:

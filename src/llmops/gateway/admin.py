@@ -55,6 +55,9 @@ class ReplicaAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="Base URL of the replica (checked like the config's).")
     name: str | None = None
+    model_version: str | None = Field(
+        None, description="The version the replica serves (recorded per request); default its arm's."
+    )
     reason: str | None = None
 
 
@@ -97,7 +100,7 @@ def deployments_without_replicas(gateway: Gateway) -> list[str]:
 def _persist(
     gateway: Gateway, deployment: Deployment, part: str, actor: str, action: str, reason: str | None
 ) -> None:
-    """Store the changed ``part`` (``weights`` or ``replicas``) of a deployment, keeping the other."""
+    """Store the changed ``part`` (``weights``, ``replicas`` or ``all``) of a deployment, keeping the rest."""
     now = utcnow()
     with gateway.home.store.transaction() as session:
         row = session.get(GatewayDeployment, deployment.name, with_for_update=True)
@@ -218,7 +221,10 @@ def _replica_routes(router: APIRouter) -> None:
         deployment = gateway.table.get(name)
         # validation resolves the host name: off the event loop
         upstream = await asyncio.to_thread(http_upstream_factory(gateway.config), body.url, body.name)
-        deployment.arm(arm).replicas.append(Replica(upstream))
+        target = deployment.arm(arm)
+        # idempotent by name: a supervisor re-registering a replica replaces its entry, never twins it
+        target.replicas = [r for r in target.replicas if r.name != upstream.name]
+        target.replicas.append(Replica(upstream, model_version=body.model_version))
         await asyncio.to_thread(
             _persist,
             gateway,

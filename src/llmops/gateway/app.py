@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmops.errors import InvalidInput, LLMOpsError, NotFound
 from llmops.gateway.admin import deployments_without_replicas, install_admin_routes
+from llmops.gateway.admin_deployments import install_deployment_routes
 from llmops.gateway.auth import Principal
 from llmops.gateway.config import GatewayConfig
 from llmops.gateway.metrics import GatewayMetrics
@@ -152,6 +153,7 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
     _add_public_routes(app)
     _add_openai_routes(app)
     install_admin_routes(app.router)
+    install_deployment_routes(app.router)
     install_request_routes(app.router)
     install_monitor_routes(app.router)
     problems = unguarded_routes(app)

@@ -213,7 +213,11 @@ class GatewayConfig(_Strict):
         "aiohttp", description="HTTP client library for replicas (aiohttp is faster under concurrency)."
     )
     admin_sync_s: float = Field(
-        5.0, gt=0, description="How often workers apply admin-API deployment changes."
+        5.0,
+        gt=0,
+        description="How often workers apply deployment changes from the store (arms, replicas, splits "
+        "made through the admin API) and re-resolve registry aliases (an alias move reaches every worker "
+        "within this).",
     )
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -43,6 +43,8 @@ class Deployment:
     config: DeploymentConfig
     arms: list[Arm]
     shadow: Arm | None = None
+    # settings written through the admin API (``PUT /api/deployments/NAME``) rather than the config file
+    from_store: bool = False
 
     @property
     def name(self) -> str:
@@ -76,15 +78,17 @@ def http_upstream_factory(config: GatewayConfig) -> UpstreamFactory:
     return build
 
 
-def _resolve_version(resolver: VersionResolver | None, ref: str) -> str:
+def resolve_version(resolver: VersionResolver | None, ref: str, *, quiet: bool = False) -> str:
+    """The version ``ref`` names now (``support-bot@3``); ``ref`` as written when the registry lacks it."""
     if resolver is None:
         return ref
     try:
         return resolver(ref)
     except LLMOpsError as exc:
-        log.warning(
-            "deployment model %s is not in the registry (%s); recording it as written", ref, exc.message
-        )
+        if not quiet:
+            log.warning(
+                "deployment model %s is not in the registry (%s); recording it as written", ref, exc.message
+            )
         return ref
 
 
@@ -101,7 +105,7 @@ def build_arm(
     return Arm(
         name=arm.name,
         model_ref=ref,
-        model_version=_resolve_version(resolver, ref),
+        model_version=resolve_version(resolver, ref),
         weight=arm.weight,
         upstream_model=arm.upstream_model or deployment.name,
         replicas=replicas,
@@ -141,6 +145,9 @@ class DeploymentTable:
 
     def add(self, deployment: Deployment) -> None:
         self._by_name[deployment.name] = deployment
+
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._by_name)

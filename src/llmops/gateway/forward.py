@@ -43,6 +43,8 @@ class Attempt:
     first: bytes
     started: float
     first_at: float
+    # decided when the attempt starts: an alias move while the answer streams does not relabel it
+    model_version: str = ""
     released: bool = field(default=False)
 
     async def rest(self) -> bytes:
@@ -127,6 +129,7 @@ class Forwarder:
     async def _try(
         self, deployment: Deployment, arm: Arm, replica: Replica, request: UpstreamRequest
     ) -> Attempt:
+        version = replica.model_version or arm.model_version  # before the first await
         timeouts = deployment.config.timeouts
         replica.outstanding += 1
         started = time.monotonic()
@@ -149,7 +152,7 @@ class Forwarder:
             if response is not None:
                 await response.aclose()
             raise
-        return Attempt(deployment, arm, replica, response, first, started, time.monotonic())
+        return Attempt(deployment, arm, replica, response, first, started, time.monotonic(), version)
 
     async def _failed(self, replica: Replica, response: UpstreamResponse | None, exc: BaseException) -> None:
         replica.outstanding -= 1

@@ -234,7 +234,7 @@ class Pipeline:
             await self.forwarder.release(attempt, ok=False)
             detail = f"replica {replica} did not finish its answer: {exc or 'total timeout'}"
             log.warning("request %s: %s", ctx.request_id, detail)
-            await self.finish(ctx, Outcome(502, arm.name, arm.model_version, replica, error=detail))
+            await self.finish(ctx, Outcome(502, arm.name, attempt.model_version, replica, error=detail))
             raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_broke_off") from exc
         status = attempt.response.status
         await self.forwarder.release(attempt, ok=status < 500)
@@ -243,7 +243,7 @@ class Pipeline:
         outcome = Outcome(
             status,
             arm.name,
-            arm.model_version,
+            attempt.model_version,
             replica,
             prompt_tokens=prompt,
             completion_tokens=completion,

@@ -99,7 +99,7 @@ async def relay(
         outcome = Outcome(
             200 if failed is None and not client_gone else (499 if client_gone else 502),
             attempt.arm.name,
-            attempt.arm.model_version,
+            attempt.model_version,
             attempt.replica.name,
             prompt_tokens=account.prompt_tokens,
             completion_tokens=account.completion_tokens

@@ -35,6 +35,9 @@ class Replica:
     failures: int = 0
     ejected_until: float = 0.0
     last_error: str | None = field(default=None)
+    # the version this replica serves, when whoever registered it said (a supervisor does); requests
+    # it answers are recorded with it rather than with its arm's current alias resolution
+    model_version: str | None = field(default=None)
 
     @property
     def name(self) -> str:

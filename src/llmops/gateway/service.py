@@ -133,8 +133,9 @@ def build_gateway(
     metrics = GatewayMetrics(config.metrics_multiprocess_dir)
     redis = _redis(config)
     make_upstream = make_upstream or http_upstream_factory(config)
-    table = DeploymentTable.build(config, make_upstream, registry_resolver(home), in_process)
-    overrides = OverrideSync(home.store, table, make_upstream, config.admin_sync_s)
+    resolver = registry_resolver(home)
+    table = DeploymentTable.build(config, make_upstream, resolver, in_process)
+    overrides = OverrideSync(home.store, table, make_upstream, config.admin_sync_s, resolver)
     overrides.apply(read_specs(home.store))  # start-up: changes made through the admin API
     keys = KeyStore.from_home(home)
     # one protection step for every stored payload: request rows and feedback text alike
