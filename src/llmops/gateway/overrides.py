@@ -3,8 +3,9 @@
 The admin API writes a deployment's arms (name, registry reference), traffic split and the replicas
 added by URL to ``gateway_deployments`` (with an audit event; a split or replica change writes only
 the part it changed, so one worker's memory never writes back another's older change; in-process
-replicas belong to the process that made them and are never stored), and, for a deployment defined through the API
-(``PUT /api/deployments/NAME``: a supervisor registering what it started), its settings too. Every
+replicas belong to the process that made them and are never stored), and, for a deployment defined
+through the API (``PUT /api/deployments/NAME``: a supervisor registering what it started), its
+settings too. Every
 worker applies those rows on start and then polls them every ``admin_sync_s`` seconds (in a
 thread), so a change reaches all workers within that interval without a restart:
 - arms the row names are added (a canary arm not in the config file), arms it does not name are
