@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 README_RECIPE = ROOT / "src/llmops/train/recipes/demo-intent.yaml"
 README_SUITE = ROOT / "examples/demo/intent-suite.yaml"
+SERVING_DOC = ROOT / "docs/serving.md"
 PROMPTS_PER_REQUEST = 16  # the replica's default limit
 # The README's recipe, scaled down to train in seconds on two cores.
 SMALLER = {
@@ -76,6 +77,7 @@ def test_served_answers_equal_the_evaluations_stored_outputs(cli: CliRunner, tmp
     assert version.tags["input_format"]["chat"] == "prompt"  # trained on prompt/completion rows
     card = cli("models", "card", "demo-intent@production").out
     assert "## Input format" in card and "one user message" in card
+    assert "one user message" in cli("models", "show", "demo-intent@production").out
 
     from llmops.engine.config import EngineConfig
     from llmops.serve import ServeConfig
@@ -106,6 +108,9 @@ def test_served_answers_equal_the_evaluations_stored_outputs(cli: CliRunner, tmp
         assert chats == stored
         # Generation ends at eos when serving as when evaluating: replies that stopped, not ran on.
         assert any(c.finish_reason == "stop" and c.text for c in choices)
+        # docs/serving.md's example runs against this replica as written (only its address differs).
+        (example,) = re.findall(r"```python\n(.*?)```", SERVING_DOC.read_text(), re.S)
+        exec(compile(example.replace("http://127.0.0.1:8000", url), str(SERVING_DOC), "exec"), {})
         # A conversation this model was never trained on: refused, naming the route that serves it.
         conversation: Any = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}]
         with pytest.raises(openai.BadRequestError, match="/v1/completions"):

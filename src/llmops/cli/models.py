@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from llmops.cli.context import console, err_console, home_of, print_json
 from llmops.registry import Registry
 from llmops.registry.cards import render_card
 from llmops.registry.lineage import DatasetNode, lineage
+from llmops.train.input_format import InputFormat
 
 app = typer.Typer(help="Model registry: versions, aliases, lineage, cards.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -73,9 +75,10 @@ def show(
         "creator": version.creator,
         "created": version.created_at.isoformat(timespec="seconds"),
         "description": version.description or "-",
+        "input": _input_format(version.tags.get("input_format")),
     }
     for key, value in rows.items():
-        table.add_row(key, value)
+        table.add_row(key, Text(value))  # plain text: values hold brackets and token markers
     console.print(table)
 
 
@@ -105,6 +108,16 @@ def alias_delete(
 
 
 @app.command("lineage")
+def _input_format(recorded: object) -> str:
+    """How the version expects its input, from the tag its training recorded."""
+    if recorded is None:
+        return "not recorded: bos + prompt; conversations through the tokenizer's chat template"
+    try:
+        return InputFormat.model_validate(recorded).describe()
+    except ValueError:
+        return f"unreadable record: {recorded}"
+
+
 def show_lineage(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
