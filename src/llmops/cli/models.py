@@ -12,7 +12,7 @@ from llmops.cli.context import console, err_console, home_of, print_json
 from llmops.registry import Registry
 from llmops.registry.cards import render_card
 from llmops.registry.lineage import DatasetNode, lineage
-from llmops.train.input_format import InputFormat
+from llmops.train.input_format import InputFormat, read_input_format
 
 app = typer.Typer(help="Model registry: versions, aliases, lineage, cards.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -35,9 +35,11 @@ def register(
     run: str | None = typer.Option(None, "--run", help="Tracking run that produced it."),
     reason: str | None = typer.Option(None, help="Why, for the audit log."),
 ) -> None:
-    """Register a model directory as the next version of NAME."""
+    """Register a model directory as the next version of NAME (with its input_format.json, if any)."""
+    recorded = read_input_format(path) if path.is_dir() else None
+    tags = {"input_format": recorded.model_dump(mode="json")} if recorded else None
     version = _registry(ctx).register(
-        path, name, description=description, base=base, source_run_id=run, reason=reason
+        path, name, description=description, base=base, source_run_id=run, reason=reason, tags=tags
     )
     console.print(f"registered {version.ref} ({version.format}, digest {version.digest[:12]})")
 
@@ -107,7 +109,6 @@ def alias_delete(
     console.print(f"{name}@{alias} removed (was {move.before})")
 
 
-@app.command("lineage")
 def _input_format(recorded: object) -> str:
     """How the version expects its input, from the tag its training recorded."""
     if recorded is None:
@@ -118,6 +119,7 @@ def _input_format(recorded: object) -> str:
         return f"unreadable record: {recorded}"
 
 
+@app.command("lineage")
 def show_lineage(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="name, name@VERSION or name@ALIAS."),
