@@ -153,6 +153,17 @@ def test_incremental_detokenizer_handles_multibyte_characters(make_backend: Any)
     assert "" in deltas  # at least one byte token that completed no character
 
 
+def test_a_reply_ending_mid_character_is_flushed_as_decoding_all_ids_does(make_backend: Any) -> None:
+    tokenizer = make_backend().tokenizer
+    ids = tokenizer("naïve", add_special_tokens=False).input_ids
+    cut = next(n for n in range(1, len(ids)) if tokenizer.decode(ids[:n]).endswith("\ufffd"))
+    detok = IncrementalDetokenizer(tokenizer, [1])
+    streamed = "".join(detok.add(i) for i in ids[:cut])
+    assert not streamed.endswith("\ufffd")  # held back while the character may still complete
+    assert streamed + detok.flush() == tokenizer.decode(ids[:cut])  # what evaluation decodes
+    assert detok.flush() == ""
+
+
 def test_stop_strings_end_generation_without_the_stop_text(make_backend: Any) -> None:
     backend = make_backend()
     prompt = tuple(random_prompts(1, 10, 10, seed=9)[0])

@@ -71,3 +71,29 @@ def test_cli_errors_are_one_line_and_nonzero(cli, tmp_path: Path) -> None:  # ty
     assert usage.code != 0
     helped = cli("--help")
     assert helped.code == 0 and "models" in helped.out and "audit" in helped.out
+
+
+def test_a_registered_directory_keeps_its_input_format_on_show_and_card(  # type: ignore[no-untyped-def]
+    cli, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from llmops.train.input_format import InputFormat, write_input_format
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    recorded = InputFormat(
+        trained_on="prompt_completion", add_bos=True, bos_token="<s>", chat="prompt", stop_tokens=("</s>",)
+    )
+    write_input_format(recorded, model)
+    assert cli("models", "register", model, "--name", "intent").code == 0
+    assert cli("models", "register", tiny_model_dir, "--name", "imported").code == 0
+
+    assert Registry.from_home(open_home()).get("intent@1").tags["input_format"]["chat"] == "prompt"
+    shown = cli("models", "show", "intent@1").out
+    assert "trained on prompt_completion rows" in shown and "one user message" in shown
+    card = cli("models", "card", "intent@1").out
+    assert "## Input format" in card and "refused with 400 (use `/v1/completions`)" in card
+    assert "| generation stops at | `</s>` |" in card
+    assert "No input format was recorded" in cli("models", "card", "imported@1").out
+    assert "not recorded" in cli("models", "show", "imported@1").out

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from llmops.errors import InvalidInput
 from llmops.train import TrainingFailed, TrainInputs, train
+from llmops.train.input_format import read_input_format
 from llmops.train.loop import Trainer
 from llmops.train.modeling import load_model
 from llmops.train.tokenizer import load_tokenizer
@@ -64,6 +65,8 @@ def test_pretraining_memorises_a_small_set(corpus_dir: Path, tmp_path: Path, mak
     new_tokens = out[0, prompt["input_ids"].shape[1] :].tolist()
     assert tokenizer.decode(new_tokens, skip_special_tokens=True).strip() == "mat"
     assert tokenizer.eos_token_id in new_tokens  # it learned where a text ends
+    recorded = read_input_format(model_dir)  # how evaluation and serving will encode its prompts
+    assert recorded is not None and recorded.trained_on == "text" and recorded.chat == "none"
 
 
 def test_full_finetune_learns_the_chat_format(
@@ -83,6 +86,8 @@ def test_full_finetune_learns_the_chat_format(
     base = load_file(str(base_model_dir / "model.safetensors"))
     tuned = load_file(str(result.model_dir / "model.safetensors"))
     assert any(not torch.equal(base[name], tuned[name]) for name in base)
+    recorded = read_input_format(result.model_dir)
+    assert recorded is not None and recorded.trained_on == "chat" and recorded.chat == "template"
 
 
 def test_chat_rows_train_with_bf16_autocast(corpus_dir: Path, tmp_path: Path, make_recipe: Any) -> None:

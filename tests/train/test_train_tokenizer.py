@@ -22,6 +22,12 @@ def test_trained_tokenizer_loads_with_auto_tokenizer(tokenizer_dir: Path) -> Non
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == text
     assert len(ids) < len(text)  # merges were learned
+    # The defaults encode as training does: bos first, once (a template renders its own bos).
+    assert tokenizer(text)["input_ids"] == [tokenizer.bos_token_id, *ids]
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=True, return_dict=False
+    )
+    assert list(chat).count(tokenizer.bos_token_id) == 1
 
 
 def test_byte_level_covers_unseen_text(tokenizer_dir: Path) -> None:

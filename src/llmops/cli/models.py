@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from llmops.cli.context import console, err_console, home_of, print_json
 from llmops.registry import Registry
 from llmops.registry.cards import render_card
 from llmops.registry.lineage import DatasetNode, lineage
+from llmops.train.input_format import InputFormat, read_input_format
 
 app = typer.Typer(help="Model registry: versions, aliases, lineage, cards.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -33,9 +35,11 @@ def register(
     run: str | None = typer.Option(None, "--run", help="Tracking run that produced it."),
     reason: str | None = typer.Option(None, help="Why, for the audit log."),
 ) -> None:
-    """Register a model directory as the next version of NAME."""
+    """Register a model directory as the next version of NAME (with its input_format.json, if any)."""
+    recorded = read_input_format(path) if path.is_dir() else None
+    tags = {"input_format": recorded.model_dump(mode="json")} if recorded else None
     version = _registry(ctx).register(
-        path, name, description=description, base=base, source_run_id=run, reason=reason
+        path, name, description=description, base=base, source_run_id=run, reason=reason, tags=tags
     )
     console.print(f"registered {version.ref} ({version.format}, digest {version.digest[:12]})")
 
@@ -73,9 +77,10 @@ def show(
         "creator": version.creator,
         "created": version.created_at.isoformat(timespec="seconds"),
         "description": version.description or "-",
+        "input": _input_format(version.tags.get("input_format")),
     }
     for key, value in rows.items():
-        table.add_row(key, value)
+        table.add_row(key, Text(value))  # plain text: values hold brackets and token markers
     console.print(table)
 
 
@@ -102,6 +107,16 @@ def alias_delete(
     """Remove ALIAS from NAME (audited)."""
     move = _registry(ctx).delete_alias(name, alias, reason)
     console.print(f"{name}@{alias} removed (was {move.before})")
+
+
+def _input_format(recorded: object) -> str:
+    """How the version expects its input, from the tag its training recorded."""
+    if recorded is None:
+        return "not recorded: bos + prompt; conversations through the tokenizer's chat template"
+    try:
+        return InputFormat.model_validate(recorded).describe()
+    except ValueError:
+        return f"unreadable record: {recorded}"
 
 
 @app.command("lineage")

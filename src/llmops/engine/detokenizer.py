@@ -2,7 +2,9 @@
 
 Decoding token by token breaks multi-byte characters and word-boundary spacing, so (as vLLM does)
 each step decodes a short window of ids twice, up to the last emitted token and up to the new one,
-and emits the difference once it no longer ends in an incomplete character (U+FFFD).
+and emits the difference once it no longer ends in an incomplete character (U+FFFD). When the
+request ends, ``flush`` emits what is still held back (incomplete characters decode to U+FFFD, as
+decoding all output ids at once does), so the streamed text always equals the decoded output.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class IncrementalDetokenizer:
             self.prefix_offset -= drop
             self.read_offset -= drop
         return full[len(prefix) :]
+
+    def flush(self) -> str:
+        """The text of the ids not emitted yet, even if it ends in an incomplete character."""
+        prefix = self._decode(self.token_ids[self.prefix_offset : self.read_offset])
+        full = self._decode(self.token_ids[self.prefix_offset :])
+        self.prefix_offset = self.read_offset = len(self.token_ids)
+        return full[len(prefix) :] if len(full) > len(prefix) else ""
 
     def _decode(self, ids: list[int]) -> str:
         if not ids:

@@ -2,7 +2,9 @@
 
 Text that could be the beginning of a stop string is held back until the next tokens show it is
 not; when a stop string appears, the text before it is emitted and the request ends with finish
-reason "stop" (the stop string itself is not part of the output, as in the OpenAI API).
+reason "stop" (the stop string itself is not part of the output, as in the OpenAI API). When the
+engine ends a request, the detokeniser's held-back text is emitted too (through the stop strings),
+so the reply is the decoded output ids, exactly as evaluation decodes them.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class OutputProcessor:
             text, stopped = self.stop.feed(self.detokenizer.add(out.token_id))
         reason: FinishReason | None = "stop" if stopped else out.finish_reason
         if reason is not None and not stopped:
-            text += self.stop.flush()
+            tail, hit = self.stop.feed(self.detokenizer.flush())
+            text += tail if hit else tail + self.stop.flush()
+            reason = "stop" if hit else reason
         self.finished = reason is not None
         event = TokenEvent(
             request_id=self.request_id,

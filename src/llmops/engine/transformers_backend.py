@@ -2,7 +2,9 @@
 
 Loads a local model directory (config, safetensors weights, tokenizer; never a hub download),
 validates and admits requests on the caller's event loop, and streams their tokens from the engine
-thread. Owns the tokenizer: prompts, chat templates, incremental text and stop strings.
+thread. Owns the tokenizer: incremental text and stop strings. Prompts, conversations and the stop
+tokens come from each model's ``PromptEncoder`` (the base's, or an adapter's when its directory
+records its own input format), the same one training and evaluation use.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from llmops.engine.types import (
 )
 from llmops.engine.validation import RequestLimits, prompt_token_ids, validate_request
 from llmops.errors import Conflict, InvalidInput
+from llmops.train.input_format import PromptEncoder, read_input_format
 
 
 def load_causal_lm(model_dir: Path, dtype: str) -> Any:
@@ -42,16 +45,9 @@ def load_causal_lm(model_dir: Path, dtype: str) -> Any:
     return model.eval()
 
 
-def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    """End-of-sequence ids from the generation config, the model config and the tokenizer."""
-    found: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
-        value = getattr(source, "eos_token_id", None)
-        if isinstance(value, int):
-            found.add(value)
-        elif isinstance(value, list | tuple):
-            found.update(int(v) for v in value)
-    return frozenset(found)
+def stop_token_ids(model: Any, encoder: PromptEncoder) -> frozenset[int]:
+    """Ids that end a reply: the input format's stop tokens and the eos ids of the model's configs."""
+    return encoder.stop_token_ids(getattr(model, "generation_config", None), model.config)
 
 
 class TransformersBackend(Backend):
@@ -73,10 +69,13 @@ class TransformersBackend(Backend):
         # Deliberately process-wide: torch has one intra-op pool, and the engine thread uses it.
         torch.set_num_threads(self.config.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.encoder = PromptEncoder.for_model_dir(self.model_dir, self.tokenizer)
+        self._adapter_encoders: dict[str, PromptEncoder] = {}
         model = load_causal_lm(self.model_dir, self.config.dtype)
-        self.engine = LLMEngine(model, self.config, eos_token_ids(model, self.tokenizer))
+        self.engine = LLMEngine(model, self.config, stop_token_ids(model, self.encoder))
         for name, path in (adapters or {}).items():
             self.engine.adapters.load(name, Path(path))
+            self._adapter_encoders[name] = self._encoder_of(Path(path))
         self._loop = EngineLoop(self.engine, name=f"llmops-engine-{self.model_id}")
         self._in_flight: set[str] = set()
 
@@ -91,6 +90,15 @@ class TransformersBackend(Backend):
             adapters=self.engine.adapters.names,
         )
 
+    def encoder_for(self, adapter: str | None) -> PromptEncoder:
+        """How prompts for ``adapter`` (None: the base model) are encoded."""
+        return self._adapter_encoders.get(adapter, self.encoder) if adapter else self.encoder
+
+    def _encoder_of(self, adapter_dir: Path) -> PromptEncoder:
+        """An adapter tuned on another format than its base's records it; otherwise the base's holds."""
+        recorded = read_input_format(adapter_dir)
+        return self.encoder if recorded is None else PromptEncoder(self.tokenizer, recorded)
+
     async def start(self) -> None:
         self._loop.start()
 
@@ -101,7 +109,7 @@ class TransformersBackend(Backend):
         return self._generate(request)
 
     async def _generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
-        prompt_ids, source = prompt_token_ids(request, self.tokenizer)
+        prompt_ids, source = prompt_token_ids(request, self.encoder_for(request.adapter))
         validate_request(request, prompt_ids, source, self.limits())
         if request.request_id in self._in_flight:
             raise Conflict(f"request id {request.request_id!r} is already in flight", param="request_id")
@@ -148,13 +156,13 @@ class TransformersBackend(Backend):
         return self._loop.stats() if self._loop.alive else self.engine.stats()
 
     def count_tokens(self, text: str) -> int | None:
-        return len(self.tokenizer(text).input_ids)
+        return len(self.encoder.encode_prompt(text))
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """Mean-pooled last hidden state (after the final norm) of each text, base model only."""
         batches = []
         for index, text in enumerate(texts):
-            ids = list(self.tokenizer(text).input_ids)
+            ids = self.encoder.encode_prompt(text)
             if not text or not ids:
                 raise InvalidInput(f"input {index} is empty", param="input")
             if len(ids) > self.engine.max_model_len:
@@ -176,10 +184,12 @@ class TransformersBackend(Backend):
     async def load_adapter(self, name: str, path: Path) -> None:
         """Load a peft LoRA adapter; requests may use it as soon as this returns."""
         await self._on_engine_thread(lambda: self.engine.load_adapter(name, Path(path)))
+        self._adapter_encoders[name] = self._encoder_of(Path(path))
 
     async def unload_adapter(self, name: str) -> None:
         """Unload an adapter; refused with Conflict while requests use it."""
         await self._on_engine_thread(lambda: self.engine.unload_adapter(name))
+        self._adapter_encoders.pop(name, None)
 
     async def _on_engine_thread(self, fn: Any) -> Any:
         self._loop.start()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from llmops.engine.types import GenerationRequest, SamplingParams
 from llmops.errors import InvalidInput
+from llmops.train.input_format import PromptEncoder
 
 MAX_STOP_STRINGS = 16
 MAX_STOP_STRING_CHARS = 256
@@ -27,8 +27,12 @@ class RequestLimits:
     adapters: tuple[str, ...] = ()
 
 
-def prompt_token_ids(request: GenerationRequest, tokenizer: Any) -> tuple[list[int], str]:
-    """The prompt as token ids and the request field it came from (for error messages)."""
+def prompt_token_ids(request: GenerationRequest, encoder: PromptEncoder) -> tuple[list[int], str]:
+    """The prompt as token ids and the request field it came from (for error messages).
+
+    Text and conversations are encoded by the model's ``PromptEncoder`` (its recorded input format),
+    exactly as training and evaluation encoded them; token ids are taken as given.
+    """
     given = [
         name for name in ("prompt", "prompt_token_ids", "messages") if getattr(request, name) is not None
     ]
@@ -37,17 +41,9 @@ def prompt_token_ids(request: GenerationRequest, tokenizer: Any) -> tuple[list[i
     if request.prompt_token_ids is not None:
         return list(request.prompt_token_ids), "prompt"
     if request.prompt is not None:
-        return list(tokenizer(request.prompt).input_ids), "prompt"
+        return encoder.encode_prompt(request.prompt), "prompt"
     assert request.messages is not None
-    if not getattr(tokenizer, "chat_template", None):
-        raise InvalidInput("this model has no chat template; send a prompt instead", param="messages")
-    messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # jinja raises on roles or orders a template does not accept
-        raise InvalidInput(f"the chat template rejected these messages: {exc}", param="messages") from exc
-    # The template writes its own special tokens (BOS and the like).
-    return list(tokenizer(str(text), add_special_tokens=False).input_ids), "messages"
+    return encoder.encode_chat(request.messages), "messages"
 
 
 def validate_request(

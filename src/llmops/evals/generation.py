@@ -2,8 +2,9 @@
 
 ``Generator.generate`` takes prompts (text or chat messages) and returns one ``Generation`` each.
 ``TransformersGenerator`` runs a local model directory with left-padded batches through
-transformers' ``generate``; prompts are encoded as the trainer encodes them (bos + prompt tokens,
-or the tokenizer's chat template), so a model is evaluated on the format it was trained on.
+transformers' ``generate``. Prompts are encoded and replies stopped by the model's
+``PromptEncoder`` (its recorded input format), the one the trainer and the serving engine use, so a
+model is evaluated on exactly the input it was trained on and is served with.
 Batched timing is per batch: TTFT is the batch's prefill time and tokens/s the example's tokens
 over the batch's wall time, which is what a batch engine delivers.
 """
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmops.evals.metric_base import ChatMessage
 from llmops.evals.suite import GenerationParams
+from llmops.train.input_format import PromptEncoder
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,16 @@ class Generator(Protocol):
     ) -> list[Generation]: ...
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> list[int]:
+def encode_prompt(encoder: PromptEncoder, prompt: Prompt) -> list[int]:
     if prompt.messages is not None:
-        rendered = tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in prompt.messages],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        return list(tokenizer(str(rendered), add_special_tokens=False)["input_ids"])
-    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
-    return bos + list(tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+        return encoder.encode_chat(prompt.messages)
+    return encoder.encode_prompt(prompt.text)
+
+
+def _until_stop(ids: list[int], stop_ids: Sequence[int]) -> list[int]:
+    """The generated ids before the first stop token (the stop token itself is not output)."""
+    cut = next((i for i, t in enumerate(ids) if t in stop_ids), len(ids))
+    return ids[:cut]
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:
@@ -70,6 +72,8 @@ class TransformersGenerator:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+        self.encoder = PromptEncoder.for_model_dir(model_dir, self.tokenizer)
+        self.stop_ids = sorted(self.encoder.stop_token_ids(self.model.generation_config, self.model.config))
         self.batch_size = batch_size
         self.pad_id = int(
             self.tokenizer.pad_token_id
@@ -97,7 +101,7 @@ class TransformersGenerator:
 
     @torch.inference_mode()
     def _batch(self, chunk: Sequence[Prompt], params: GenerationParams, score: bool) -> list[Generation]:
-        encoded = [encode_prompt(self.tokenizer, p) for p in chunk]
+        encoded = [encode_prompt(self.encoder, p) for p in chunk]
         ids, mask = self._left_pad(encoded)
         started = time.perf_counter()
         self.model(input_ids=ids, attention_mask=mask)  # prefill alone, to time the first token
@@ -107,14 +111,12 @@ class TransformersGenerator:
         sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else {}
         output = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=params.max_tokens,
-            pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id, do_sample=False, **sampling,
+            pad_token_id=self.pad_id, eos_token_id=self.stop_ids or None, do_sample=False, **sampling,
         )  # fmt: skip
         elapsed = max(time.perf_counter() - started, 1e-9)
         results = []
         for row, prompt in enumerate(chunk):
-            new = output[row, ids.shape[1] :].tolist()
-            if self.tokenizer.eos_token_id in new:
-                new = new[: new.index(self.tokenizer.eos_token_id)]
+            new = _until_stop(output[row, ids.shape[1] :].tolist(), self.stop_ids)
             new = [t for t in new if t != self.pad_id]
             text = cut_at_stop(str(self.tokenizer.decode(new, skip_special_tokens=True)), params.stop)
             logprobs = self._reference_logprobs(encoded[row], prompt.reference) if score else None

@@ -40,6 +40,8 @@ def render_card(registry: Registry, ref: str) -> str:
         "",
     ]
     lines += _dataset_lines(info.datasets) or ["No dataset versions were linked to this version."]
+    lines += ["", "## Input format", ""]
+    lines += _input_format_lines(version.tags.get("input_format"))
     lines += ["", "## Training run", ""]
     if info.run is None:
         lines.append("No training run was linked to this version.")
@@ -107,6 +109,32 @@ def _run_gates(run: RunInfo, version: ModelVersionInfo) -> dict[str, Any] | None
 
 def _number(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def _input_format_lines(recorded: object) -> list[str]:
+    """How the version expects its input (the ``input_format`` tag training recorded)."""
+    if not isinstance(recorded, dict):
+        return [
+            "No input format was recorded: prompts get the tokenizer's bos (when it has one) and "
+            "conversations its chat template (when it has one)."
+        ]
+    chat = {
+        "template": "the tokenizer's chat template (`/v1/chat/completions` renders it)",
+        "prompt": "exactly one user message, encoded as the raw prompt; other conversations are "
+        "refused with 400 (use `/v1/completions`)",
+        "none": "not accepted: `/v1/chat/completions` answers 400, use `/v1/completions`",
+    }.get(str(recorded.get("chat")), str(recorded.get("chat")))
+    bos = recorded.get("bos_token") if recorded.get("add_bos") else None
+    stops = ", ".join(f"`{t}`" for t in recorded.get("stop_tokens") or ()) or "the model's eos"
+    trained = recorded.get("trained_on")
+    return [
+        "| field | value |",
+        "|---|---|",
+        f"| trained on | {_cell(f'{trained} rows' if trained else 'not recorded')} |",
+        f"| raw prompt (`/v1/completions`) | {_cell(f'`{bos}` + prompt text' if bos else 'prompt text')} |",
+        f"| conversation | {_cell(chat)} |",
+        f"| generation stops at | {_cell(stops)} |",
+    ]
 
 
 def _dataset_lines(nodes: tuple[DatasetNode, ...], indent: int = 0) -> list[str]:

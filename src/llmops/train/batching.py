@@ -7,6 +7,9 @@ predict (the shift happens in the loss), and ``-100`` means "no loss here".
 - ``prompt_completion``: ``bos? + prompt + completion + eos``; only completion and eos are targets.
 - ``chat``: the tokenizer's chat template; only assistant turns (with their end-of-turn marker) are
   targets. Each span is tokenised on its own, exactly as an engine sees a prompt and then samples.
+- Prompts are encoded by ``input_format`` (``prompt_token_ids``, ``render_chat``), the functions the
+  evaluator and the engine use too, and the final model records that format
+  (``input_format.json``), so it is evaluated and served on exactly the input it was trained on.
 - The first token of every example is never a target, so in a packed row no example learns to
   predict the first token of the next one.
 
@@ -19,13 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from llmops.errors import InvalidInput
-from llmops.train.rows import ChatRow, PromptCompletionRow, Row, TextRow
+from llmops.train.input_format import prompt_token_ids, render_chat, text_token_ids
+from llmops.train.rows import ChatMessage, ChatRow, PromptCompletionRow, Row, TextRow
 
 IGNORE_INDEX = -100
 
@@ -118,14 +121,6 @@ def encode_rows(
     return examples, stats
 
 
-def _tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _bos(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    return [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
-
-
 def _eos(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     if tokenizer.eos_token_id is None:
         raise InvalidInput("the tokenizer has no eos token to end examples with", param="tokenizer")
@@ -139,7 +134,7 @@ def _finish(ids: list[int], labels: list[int]) -> Example:
 
 def _text_pieces(row: TextRow, tokenizer: PreTrainedTokenizerBase) -> _Pieces:
     pieces = _Pieces()
-    pieces.add(_bos(tokenizer) + _tokens(tokenizer, row.text) + _eos(tokenizer), target=True)
+    pieces.add(_prompt(tokenizer, row.text) + _eos(tokenizer), target=True)
     return pieces
 
 
@@ -152,15 +147,18 @@ def _windows(pieces: _Pieces, max_seq_len: int) -> list[Example]:
 
 def _prompt_pieces(row: PromptCompletionRow, tokenizer: PreTrainedTokenizerBase) -> _Pieces:
     pieces = _Pieces()
-    pieces.add(_bos(tokenizer) + _tokens(tokenizer, row.prompt), target=False)
-    pieces.add(_tokens(tokenizer, row.completion) + _eos(tokenizer), target=True)
+    pieces.add(_prompt(tokenizer, row.prompt), target=False)
+    pieces.add(text_token_ids(tokenizer, row.completion) + _eos(tokenizer), target=True)
     return pieces
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], *, prompt: bool) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
-    assert isinstance(text, str)  # tokenize=False always renders text
-    return text
+def _prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """A raw prompt as every model trained here expects it: bos (when the tokenizer has one) + text."""
+    return prompt_token_ids(tokenizer, text, add_bos=tokenizer.bos_token_id is not None)
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage], *, prompt: bool) -> str:
+    return render_chat(tokenizer, messages, add_generation_prompt=prompt)
 
 
 def _chat_pieces(row: ChatRow, tokenizer: PreTrainedTokenizerBase) -> _Pieces:
@@ -169,20 +167,20 @@ def _chat_pieces(row: ChatRow, tokenizer: PreTrainedTokenizerBase) -> _Pieces:
         raise InvalidInput(
             "the tokenizer has no chat template; use the prompt_completion schema", param="schema"
         )
-    messages = [{"role": m.role, "content": m.content} for m in row.messages]
+    messages = row.messages
     pieces, done = _Pieces(), ""
     for index, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message.role != "assistant":
             continue
         prompt = _render(tokenizer, messages[:index], prompt=True)
         turn = _render(tokenizer, messages[: index + 1], prompt=False)
         if not (prompt.startswith(done) and turn.startswith(prompt)):
             raise InvalidInput("the chat template is not prefix-stable; cannot mask prompts", param="schema")
-        pieces.add(_tokens(tokenizer, prompt[len(done) :]), target=False)
-        pieces.add(_tokens(tokenizer, turn[len(prompt) :]), target=True)
+        pieces.add(text_token_ids(tokenizer, prompt[len(done) :]), target=False)
+        pieces.add(text_token_ids(tokenizer, turn[len(prompt) :]), target=True)
         done = turn
     rest = _render(tokenizer, messages, prompt=False)[len(done) :]
-    pieces.add(_tokens(tokenizer, rest), target=False)
+    pieces.add(text_token_ids(tokenizer, rest), target=False)
     return pieces
 
 

@@ -5,8 +5,8 @@ Output folder layout::
     output_dir/
       tokenizer/             the trained tokenizer (tokenizer.source: train), reused on resume
       checkpoints/step-N/    see checkpoint.py
-      model/                 final model + tokenizer (pretrain, finetune)
-      adapter/               final LoRA adapter + tokenizer (lora)
+      model/                 final model + tokenizer + input_format.json (pretrain, finetune)
+      adapter/               final LoRA adapter + tokenizer + input_format.json (lora)
 
 The final model is written only after the loop succeeds, into a temporary folder renamed into
 place, so a failed or killed run never leaves a model that looks finished.
@@ -28,6 +28,7 @@ from llmops.errors import InvalidInput
 from llmops.train.batching import Example, encode_rows, pack_examples
 from llmops.train.checkpoint import latest_checkpoint
 from llmops.train.collectives import DistContext, barrier, pick_device
+from llmops.train.input_format import InputFormat, format_for_schema, write_input_format
 from llmops.train.loop import LoopOutcome, Trainer
 from llmops.train.lora import apply_lora, save_adapter
 from llmops.train.messages import TrainingObserver, TrainingResult, TrainJob
@@ -91,7 +92,8 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
     outcome = trainer.run()
     model_dir = job.output_dir / (ADAPTER_DIR if recipe.kind == "lora" else MODEL_DIR)
     if ctx.is_main:
-        _save_final(trainer.model, tokenizer, model_dir, lora=recipe.kind == "lora")
+        fmt = format_for_schema(recipe.data.row_schema, tokenizer)
+        _save_final(trainer.model, tokenizer, fmt, model_dir, lora=recipe.kind == "lora")
     barrier(ctx)
     return _result(job, outcome, model_dir, counts.total, counts.trainable, ctx)
 
@@ -173,9 +175,12 @@ def _examples(rows: list[Row], tokenizer: PreTrainedTokenizerBase, recipe: Recip
 
 
 def _save_final(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path, *, lora: bool
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fmt: InputFormat, target: Path, *, lora: bool
 ) -> None:
-    """Write into a temporary sibling, then rename: the final folder appears whole or not at all."""
+    """Write into a temporary sibling, then rename: the final folder appears whole or not at all.
+
+    The folder records its input format, so evaluation and serving encode prompts as training did.
+    """
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     if lora:
@@ -185,6 +190,7 @@ def _save_final(
         assert isinstance(model, PreTrainedModel)
         save_model(model, tmp)
     tokenizer.save_pretrained(str(tmp))
+    write_input_format(fmt, tmp)
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)

@@ -4,6 +4,11 @@ A trained tokenizer carries bos/eos/pad and the chat role markers as special tok
 template, so ``AutoTokenizer.from_pretrained(dir, local_files_only=True)`` loads it and
 ``apply_chat_template`` renders conversations. An assistant turn ends with the eos token, so any
 engine that stops at eos stops at the end of a reply.
+
+Its post-processor starts an encoded text with bos, as training starts every example, so a tool
+that encodes with the tokenizer's defaults (``tokenizer(text)``, a vLLM replica's completions)
+feeds the model what it was trained on. llmops itself encodes through ``input_format``, with
+``add_special_tokens=False`` and an explicit bos, and does not depend on it.
 """
 
 from __future__ import annotations
@@ -59,7 +64,16 @@ def train_tokenizer(
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A",
+                pair=f"{BOS} $A {BOS} $B",
+                special_tokens=[(BOS, SPECIAL_TOKENS.index(BOS))],
+            ),
+        ]
+    )
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

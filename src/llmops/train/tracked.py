@@ -4,7 +4,9 @@ The rest of the train package works on local files only. This module is its one 
 store: it resolves the recipe's dataset references to dataset versions (exported as JSONL), its
 base model and tokenizer references to verified registry directories, records the run in tracking
 (parameters, per-step metrics, checkpoints), and on success registers the model or adapter with
-its lineage (dataset versions, base version, run, recipe digest). A failed run registers nothing.
+its lineage (dataset versions, base version, run, recipe digest) and its input format (the
+``input_format`` tag: what the model was trained on and how prompts are encoded; the same record is a
+file in the model's directory, which evaluation and serving read). A failed run registers nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llmops.registry import ModelVersionInfo, Registry
 from llmops.store.home import Home
 from llmops.tracking import ActiveRun, Tracker
 from llmops.train import TrainingResult, TrainInputs, load_recipe, train
+from llmops.train.input_format import read_input_format
 from llmops.train.recipe import BaseModelSpec, Recipe
 
 EXPERIMENT = "train"
@@ -152,6 +155,10 @@ def run_recipe(
         "trainable_params": result.trainable_params,
         "total_params": result.total_params,
     }
+    version_tags: dict[str, Any] = {"recipe_digest": recipe_digest, "kind": recipe.kind}
+    recorded = read_input_format(result.model_dir)
+    if recorded is not None:
+        version_tags["input_format"] = recorded.model_dump(mode="json")
     version = Registry.from_home(home).register(
         result.model_dir,
         name,
@@ -159,7 +166,7 @@ def run_recipe(
         source_run_id=run.id,
         datasets=links,
         metrics={k: v for k, v in metrics.items() if v is not None},
-        tags={"recipe_digest": recipe_digest, "kind": recipe.kind, **dict(lineage or {})},
+        tags={**version_tags, **dict(lineage or {})},
         description=f"{recipe.kind} from recipe {Path(recipe_path).name}",
         reason=f"training run {run.id}",
     )
