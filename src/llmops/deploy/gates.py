@@ -1,9 +1,9 @@
 """Deploy-time gates: a candidate version must have passed its stored evaluation gates (and carry a
 valid signature when the policy requires one) before any traffic reaches it.
 
-Evaluation gates are stored on the version by ``llmops evals run --gate`` as ``gates/<suite>`` tags
-(``{"passed": bool, "gates": [...]}``). A version with no stored gate result has not passed: the check
-fails closed, with the command that fixes it.
+Evaluation gates are stored on the version by ``llmops eval run SUITE.yaml --model REF`` as
+``gates/<suite>`` tags (``{"passed": bool, "gates": [...]}``). A version with no stored gate result
+has not passed: the check fails closed, with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def check_candidate(registry: Registry, candidate: ModelVersionInfo, policy: Rol
         numbers["gates"] = {suite: bool(report.get("passed")) for suite, report in suites.items()}
         if not suites:
             reasons.append(
-                f"{candidate.ref} has no stored evaluation gates; run `llmops evals run SUITE --model "
-                f"{candidate.ref} --gate` and roll out a version that passes"
+                f"{candidate.ref} has no stored evaluation gates; run `llmops eval run SUITE.yaml --model "
+                f"{candidate.ref}` and roll out a version whose gates pass"
             )
         for suite, report in sorted(suites.items()):
             if not report.get("passed"):
