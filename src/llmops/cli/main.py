@@ -27,6 +27,7 @@ from llmops.cli import (
     privacy,
     replica,
     requests,
+    rollout,
     runs,
     serve_gateway,
     train,
@@ -59,6 +60,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(rollout.app, name="rollout")
 
 
 @app.callback()

@@ -61,6 +61,13 @@ class LocalTarget:
         self.timeout_s = timeout_s
         self._spawned_at = -SPAWN_GRACE_S
 
+    @classmethod
+    def from_home(cls, home: Home) -> LocalTarget:
+        """The target for the gateway the settings name (``LLMOPS_GATEWAY_URL``, ``LLMOPS_GATEWAY_KEY``)."""
+        settings = home.settings
+        key = settings.gateway_key.get_secret_value() if settings.gateway_key else None
+        return cls(home, gateway_url=settings.gateway_url, gateway_key=key)
+
     # -- the verbs ----------------------------------------------------------------------------------
 
     def render(self, spec: DeploymentSpec, *, track: str = STABLE, model: str | None = None) -> str:

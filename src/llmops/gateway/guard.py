@@ -39,7 +39,12 @@ def guardrail_counter(metrics: GatewayMetrics) -> Counter:
 
 
 class GuardrailBlocked(InvalidInput):
-    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``)."""
+    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``).
+
+    ``detail`` (``guardrail block: STAGE RULE (why)``) is what the request log records, whatever the
+    client is told (a deployment's refusal message), so a block is always recognisable in the log
+    (the rollout analysis counts them).
+    """
 
 
 @dataclass
@@ -103,9 +108,11 @@ class Guard:
         self._flags.pop(ctx.request_id, None)
         detail = f"guardrail block: {stage} {blocking.rule} ({blocking.detail})"
         message = f"{guard.refusal_message} [{blocking.rule}]" if guard.refusal_message else detail
-        return GuardrailBlocked(
+        blocked = GuardrailBlocked(
             message, param="messages" if stage == "input" else "output", code="guardrail_blocked"
         )
+        blocked.detail = detail
+        return blocked
 
 
 def _system_prompt(body: dict[str, Any]) -> str | None:

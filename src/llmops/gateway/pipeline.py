@@ -261,7 +261,7 @@ class Pipeline:
             raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_error")
         blocked = await self.guard.check_output(ctx, outcome)
         if blocked is not None:
-            await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.message))
+            await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.detail))
             raise blocked
         await self.finish(ctx, outcome)
         if self.cache is not None and status == 200 and is_deterministic(ctx.parsed.body):
