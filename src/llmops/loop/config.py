@@ -212,7 +212,10 @@ class Gate(_Strict):
         0.0, ge=0, description="The fresh-slice improvement's interval must lie above this (default: zero)."
     )
     max_regression: float = Field(
-        0.0, ge=0, description="Tolerance: the original-suite interval may reach down to -this, no further."
+        0.05,
+        ge=0,
+        description="Non-inferiority margin: the original-suite improvement's interval may reach down to "
+        "-this, no further (0 demands a significant improvement there too).",
     )
     limit: int | None = Field(None, ge=1, description="Evaluate at most this many examples per suite.")
 
