@@ -21,6 +21,7 @@ from llmops.cli import (
     privacy,
     replica,
     requests,
+    rollout,
     runs,
     serve_gateway,
     train,
@@ -50,6 +51,7 @@ app.command("replica")(replica.replica)
 app.add_typer(evals.app, name="eval")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
+app.add_typer(rollout.app, name="rollout")
 
 
 @app.callback()

@@ -8,6 +8,8 @@ relative to stable. Missing data or too few samples fail the analysis, never pas
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -100,7 +102,13 @@ class RolloutPolicy(_Strict):
         True, description="Refuse a candidate whose stored evaluation gates have not all passed."
     )
     require_signature: bool = Field(
-        False, description="Refuse a candidate whose Ed25519 signature does not verify."
+        False,
+        description="Refuse a candidate whose Ed25519 signature (`llmops models sign`) does not verify "
+        "against signing_public_key, or whose files no longer match their digest.",
+    )
+    signing_public_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM) candidates must be signed with; needed by require_signature.",
     )
     alias: str = Field("production", description="The registry alias promotion moves.")
 
@@ -111,4 +119,6 @@ class RolloutPolicy(_Strict):
             raise ValueError("steps: give at least one canary step (e.g. weight: 100)")
         if weights != sorted(weights) or len(set(weights)) != len(weights):
             raise ValueError(f"steps: weights must strictly increase, got {weights}")
+        if self.require_signature and self.signing_public_key is None:
+            raise ValueError("require_signature: set signing_public_key to the PEM file of the signing key")
         return self

@@ -67,7 +67,15 @@ def guardrail_counter(metrics: GatewayMetrics) -> Counter:
 
 
 class GuardrailBlocked(InvalidInput):
-    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``)."""
+    """A guardrail refused the request's input or the model's output (400, ``guardrail_blocked``).
+
+    ``detail`` (``guardrail block: STAGE RULE (why)``) is what the request log records, whatever the
+    client is told (a deployment's refusal message), so a block is always recognisable in the log.
+    """
+
+    def __init__(self, message: str, *, detail: str, param: str | None = None, code: str | None = None):
+        super().__init__(message, param=param, code=code)
+        self.detail = detail
 
 
 @dataclass
@@ -116,7 +124,8 @@ class Pipeline:
             attempt = await self.forwarder.open(deployment, parsed, request_id)
         except BaseException as exc:
             status = exc.status_code if isinstance(exc, LLMOpsError) else 500
-            await self.finish(ctx, Outcome(status=status, error=getattr(exc, "message", type(exc).__name__)))
+            error = getattr(exc, "detail", None) or getattr(exc, "message", type(exc).__name__)
+            await self.finish(ctx, Outcome(status=status, error=error))
             raise
         if parsed.stream and attempt.response.status == 200:
             return RelayResponse(ctx, attempt, self.forwarder, self.finish)
@@ -173,7 +182,10 @@ class Pipeline:
         detail = f"guardrail block: {stage} {blocking.rule} ({blocking.detail})"
         message = f"{guard.refusal_message} [{blocking.rule}]" if guard.refusal_message else detail
         return GuardrailBlocked(
-            message, param="messages" if stage == "input" else "output", code="guardrail_blocked"
+            message,
+            detail=detail,
+            param="messages" if stage == "input" else "output",
+            code="guardrail_blocked",
         )
 
     def _rules(self, ctx: RequestContext) -> list[LimitRule]:
@@ -261,7 +273,7 @@ class Pipeline:
         )
         blocked = await self._guard_output(ctx, outcome)
         if blocked is not None:
-            await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.message))
+            await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.detail))
             raise blocked
         await self.finish(ctx, outcome)
         if self.cache is not None and outcome.status == 200 and is_deterministic(ctx.parsed.body):
