@@ -16,6 +16,7 @@ from llmops.cli import (
     db,
     evals,
     keys,
+    loop,
     models,
     monitor,
     privacy,
@@ -52,6 +53,7 @@ app.add_typer(evals.app, name="eval")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(requests.app, name="requests")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(loop.app, name="loop")
 
 
 @app.callback()

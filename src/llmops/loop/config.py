@@ -235,6 +235,10 @@ class LoopConfig(_Strict):
     rollout: RolloutPolicy = Field(
         default_factory=RolloutPolicy, description="How a passing candidate rolls out."
     )
+    deployment_spec: Path | None = Field(
+        None, description="The deployment's deployment.yaml, which the rollout controller drives (run, once)."
+    )
+    target: str = Field("local", description="Deploy target that starts candidate replicas (rollout).")
     interval: Duration = Field(60.0, gt=0, description="`loop run`: how often triggers are checked.")
     lease_ttl: Duration = Field(60.0, ge=5, description="Lease of a cycle; renewed while it works.")
 
@@ -302,6 +306,7 @@ def _with_base_dir(config: LoopConfig, base: Path) -> LoopConfig:
             "curation": config.curation.model_copy(update={"labels": labels}),
             "retrain": config.retrain.model_copy(update={"recipe": resolve(config.retrain.recipe)}),
             "gate": config.gate.model_copy(update={"suite": resolve(config.gate.suite)}),
+            "deployment_spec": resolve(config.deployment_spec) if config.deployment_spec else None,
         }
     )
 

@@ -57,7 +57,7 @@ class CycleDeps:
     detector: PIIDetector | None
     retrainer: Retrainer
     evaluator: Evaluator
-    rollout: RolloutLauncher
+    rollout: RolloutLauncher | None
     holder: str
     actor: str = "loop"
 
@@ -227,7 +227,7 @@ class CycleDriver:
         config = self.deps.config
         rollout_id = record.data.get("rollout_id")
         if rollout_id is None:
-            rollout_id = self.deps.rollout.start(
+            rollout_id = self._launcher().start(
                 config.deployment,
                 record.data["candidate"],
                 config.rollout,
@@ -241,7 +241,7 @@ class CycleDriver:
         rollout_id = str(record.data.get("rollout_id") or "")
         if not rollout_id:  # the payload names the rollout before the state moves; this is a bug
             raise InvalidInput(f"cycle {record.id} is rolling out without a rollout id", param="rollout_id")
-        outcome = self.deps.rollout.wait(rollout_id)
+        outcome = self._launcher().wait(rollout_id)
         numbers = {"rollout_id": rollout_id, "rollout_state": outcome.state, **outcome.numbers}
         if not outcome.promoted:
             return self._move(record, states.ROLLED_BACK, outcome.reason or outcome.state, numbers)
@@ -249,6 +249,13 @@ class CycleDriver:
         return self._move(
             record, states.PROMOTED, outcome.reason or f"{record.data['candidate']} promoted", numbers
         )
+
+    def _launcher(self) -> RolloutLauncher:
+        if self.deps.rollout is None:
+            raise InvalidInput(
+                "no rollout is configured: set deployment_spec in the loop config", param="deployment_spec"
+            )
+        return self.deps.rollout
 
     def _new_reference(self, record: LifecycleRecord) -> str:
         """The promoted version is watched against what it was trained on, or drift would fire forever."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from llmops.data.versions import DatasetStore
+from llmops.deploy.spec import load_spec
 from llmops.errors import InvalidInput, LLMOpsError, NotFound, did_you_mean
 from llmops.evals.suite import Suite, load_suite
 from llmops.loop.config import HumanFile, LoopConfig, QualityDropTrigger
@@ -78,6 +79,7 @@ def check_config(home: Home, config: LoopConfig) -> Checked:
     for index, label in enumerate(config.curation.labels):
         if isinstance(label, HumanFile) and not label.path.is_file():
             raise _refuse(f"curation.labels[{index}].path", f"file {label.path} does not exist")
+    _deployment_spec(config)
     suite = _suite(config)
     _dataset(datasets, suite.dataset, "gate.suite")
     return Checked(champion, suite, _recipe(config))
@@ -107,6 +109,19 @@ def _check_triggers(home: Home, config: LoopConfig) -> None:
                     f"no online-evaluation metric {trigger.metric!r} has been scored; known: "
                     f"{', '.join(sorted(metrics))}.{did_you_mean(trigger.metric, metrics)}",
                 )
+
+
+def _deployment_spec(config: LoopConfig) -> None:
+    if config.deployment_spec is None:
+        return
+    try:
+        spec = load_spec(config.deployment_spec)
+    except LLMOpsError as exc:
+        raise _refuse("deployment_spec", exc.message) from None
+    if spec.name != config.deployment:
+        raise _refuse(
+            "deployment_spec", f"{config.deployment_spec} describes {spec.name!r}, not {config.deployment!r}"
+        )
 
 
 def _dataset(datasets: DatasetStore, ref: str, field: str) -> None:

@@ -15,17 +15,18 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from llmops.errors import Conflict
+from llmops.errors import Conflict, InvalidInput
 from llmops.loop import states
-from llmops.loop.config import DriftTrigger, LoopConfig, trigger_label
+from llmops.loop.config import DriftTrigger, LoopConfig, load_config, trigger_label
 from llmops.loop.cycle import CycleDeps, CycleDriver
 from llmops.loop.evaluation import Evaluator, SuiteEvaluator
 from llmops.loop.labels import build_labelers
 from llmops.loop.preflight import Checked, check_config
 from llmops.loop.retrain import RecipeRetrainer, Retrainer
-from llmops.loop.rollout import RolloutLauncher
+from llmops.loop.rollout import ControllerRollout, RolloutLauncher
 from llmops.loop.triggers import Allowance, Firing, TriggerContext, TriggerLedger, build_triggers
 from llmops.registry import Registry
 from llmops.security.redaction import ScrubRedactor
@@ -64,7 +65,7 @@ class LoopService:
         home: Home,
         config: LoopConfig,
         *,
-        rollout: RolloutLauncher,
+        rollout: RolloutLauncher | None,
         retrainer: Retrainer | None = None,
         evaluator: Evaluator | None = None,
         holder: str | None = None,
@@ -233,3 +234,20 @@ def summarise(service: LoopService, record: LifecycleRecord) -> CycleSummary:
 
 
 TERMINAL_STATES = states.TERMINAL
+
+
+def open_service(home: Home, config_path: Path, *, with_rollout: bool = True) -> LoopService:
+    """The loop of ``config_path`` (start-up checks first); with its rollout controller when asked."""
+    config = load_config(config_path)
+    rollout = None
+    if with_rollout:
+        if config.deployment_spec is None:
+            raise InvalidInput(
+                "loop config: deployment_spec: set the deployment.yaml the rollout controller drives",
+                param="deployment_spec",
+            )
+        check_config(home, config)  # refuse unknown names before a target is built
+        rollout = ControllerRollout.from_home(
+            home, config.deployment_spec, target=config.target, actor=f"loop:{config.loop_name}"
+        )
+    return LoopService(home, config, rollout=rollout)
