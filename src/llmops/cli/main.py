@@ -21,6 +21,7 @@ from llmops.cli import (
     deploy,
     evals,
     keys,
+    loop,
     models,
     monitor,
     pipeline,
@@ -61,6 +62,7 @@ app.add_typer(requests.app, name="requests")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(loop.app, name="loop")
 
 
 @app.callback()
