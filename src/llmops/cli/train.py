@@ -25,12 +25,27 @@ def run(
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun, DDP)."),
     threads: int | None = typer.Option(None, min=1, help="torch threads per process."),
 ) -> None:
-    """Train RECIPE; on success register the model (or adapter) with its lineage."""
+    """Train RECIPE; on success register the model (or adapter) with its lineage.
+
+    Progress (step, loss, tokens/s, time left) is a bar on a terminal and a line every few steps
+    or seconds otherwise.
+    """
+    from llmops.train import load_recipe
+    from llmops.train.progress import ProgressReport
     from llmops.train.tracked import run_recipe
 
-    trained = run_recipe(
-        home_of(ctx), recipe, output_dir=output, model_name=name, resume=resume, nproc=nproc, threads=threads
-    )
+    home = home_of(ctx)
+    with ProgressReport(load_recipe(recipe).optim.max_steps, console) as progress:
+        trained = run_recipe(
+            home,
+            recipe,
+            output_dir=output,
+            model_name=name,
+            resume=resume,
+            nproc=nproc,
+            threads=threads,
+            progress=progress,
+        )
     result = trained.result
     losses = f"loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}"
     best = f", best validation loss {result.best_val_loss:.3f}" if result.best_val_loss is not None else ""

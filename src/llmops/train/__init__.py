@@ -52,7 +52,6 @@ def train(
     nproc: int = 1,
     device: str = "auto",
     num_threads: int | None = None,
-    show_progress: bool | None = None,
 ) -> TrainingResult:
     """Run ``recipe`` (pretrain, finetune or lora) on local inputs and write into ``output_dir``.
 
@@ -69,7 +68,6 @@ def train(
         resume=resume,
         device=device,
         num_threads=num_threads,
-        show_progress=show_progress,
     )
     if nproc > 1:
         from llmops.train.distributed import launch

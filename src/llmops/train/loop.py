@@ -31,7 +31,6 @@ from llmops.train.collectives import DistContext, all_reduce_sum
 from llmops.train.messages import NullObserver, TrainingFailed, TrainingObserver
 from llmops.train.optimizer import build_optimizer, build_scheduler, trainable_parameters
 from llmops.train.order import shard, take
-from llmops.train.progress import TrainingProgress
 from llmops.train.recipe import Recipe
 from llmops.train.rng import capture_rng, restore_rng
 
@@ -67,7 +66,6 @@ class Trainer:
         observer: TrainingObserver | None = None,
         ctx: DistContext | None = None,
         device: torch.device | None = None,
-        show_progress: bool | None = None,
     ) -> None:
         self.ctx = ctx or DistContext()
         self.device = device or torch.device("cpu")
@@ -79,7 +77,6 @@ class Trainer:
         self._observer: TrainingObserver = (
             observer if observer is not None and self.ctx.is_main else NullObserver()
         )
-        self._show_progress = show_progress if self.ctx.is_main else False
         self._ddp = self._wrap_ddp() if self.ctx.enabled else None
         self.optimizer = build_optimizer(self.model, self.optim)
         self.scheduler = build_scheduler(self.optimizer, self.optim)
@@ -117,21 +114,17 @@ class Trainer:
     def run(self) -> LoopOutcome:
         """Train until ``max_steps`` or early stopping; evaluate once more at the end if needed."""
         started, session_tokens = time.perf_counter(), 0
-        with TrainingProgress(
-            self.optim.max_steps, start_step=self.state.step, enabled=self._show_progress
-        ) as bar:
-            while self.state.step < self.optim.max_steps and not self.state.stopped_early:
-                step = self.state.step + 1
-                metrics = self._train_step(step)
-                session_tokens += int(metrics["tokens"])
-                elapsed = time.perf_counter() - started
-                metrics["tokens_per_s"] = session_tokens / elapsed if elapsed > 0 else 0.0
-                self._observer.on_step(step, metrics)
-                bar.update(step, metrics["loss"], metrics["tokens_per_s"])
-                if self.recipe.eval_every and step % self.recipe.eval_every == 0:
-                    self.state.stopped_early = self._evaluate_and_track(step)
-                if self.recipe.checkpoint_every and step % self.recipe.checkpoint_every == 0:
-                    self.save_checkpoint()
+        while self.state.step < self.optim.max_steps and not self.state.stopped_early:
+            step = self.state.step + 1
+            metrics = self._train_step(step)
+            session_tokens += int(metrics["tokens"])
+            elapsed = time.perf_counter() - started
+            metrics["tokens_per_s"] = session_tokens / elapsed if elapsed > 0 else 0.0
+            self._observer.on_step(step, metrics)
+            if self.recipe.eval_every and step % self.recipe.eval_every == 0:
+                self.state.stopped_early = self._evaluate_and_track(step)
+            if self.recipe.checkpoint_every and step % self.recipe.checkpoint_every == 0:
+                self.save_checkpoint()
         if self._val and (not self.state.val_losses or self.state.val_losses[-1][0] != self.state.step):
             self._evaluate_and_track(self.state.step)
         wall = time.perf_counter() - started

@@ -53,7 +53,6 @@ class TrainJob(BaseModel):
     resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir.")
     device: str = Field(default="auto", description="auto, cpu or cuda.")
     num_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads per process.")
-    show_progress: bool | None = Field(default=None, description="Progress bar; None: only on a terminal.")
 
 
 class TrainingResult(BaseModel):
@@ -113,3 +112,22 @@ class NullObserver:
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         return None
+
+
+class ObserverGroup:
+    """Hands each event to several observers in turn (tracking and a progress display)."""
+
+    def __init__(self, *observers: TrainingObserver) -> None:
+        self._observers = observers
+
+    def on_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        for observer in self._observers:
+            observer.on_step(step, metrics)
+
+    def on_eval(self, step: int, metrics: Mapping[str, float]) -> None:
+        for observer in self._observers:
+            observer.on_eval(step, metrics)
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        for observer in self._observers:
+            observer.on_checkpoint(step, path)

@@ -84,7 +84,6 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
         observer=observer,
         ctx=ctx,
         device=device,
-        show_progress=job.show_progress,
     )
     latest = latest_checkpoint(job.output_dir / CHECKPOINT_DIR) if job.resume else None
     if latest is not None:

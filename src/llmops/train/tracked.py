@@ -27,6 +27,7 @@ from llmops.store.home import Home
 from llmops.tracking import ActiveRun, Tracker
 from llmops.train import TrainingResult, TrainInputs, load_recipe, train
 from llmops.train.input_format import read_input_format
+from llmops.train.messages import ObserverGroup, TrainingObserver
 from llmops.train.recipe import BaseModelSpec, Recipe
 
 EXPERIMENT = "train"
@@ -110,11 +111,16 @@ def run_recipe(
     resume: bool = False,
     nproc: int = 1,
     threads: int | None = None,
-    show_progress: bool | None = None,
+    progress: TrainingObserver | None = None,
+    show_progress: bool = True,
     lineage: Mapping[str, str] | None = None,
 ) -> TrainedVersion:
     """Train ``recipe_path`` and register the result; ``lineage`` (what started the run, such as a
-    pipeline run) is added to the run's tags and the version's tags."""
+    pipeline run) is added to the run's tags and the version's tags.
+
+    ``progress`` (such as ``llmops.train.progress.ProgressReport``) receives the loop's events
+    beside tracking; ``show_progress=False`` leaves it out, for callers that must stay quiet.
+    """
     recipe = load_recipe(recipe_path)
     name = model_name or recipe.name
     if not name:
@@ -134,15 +140,16 @@ def run_recipe(
         tags = {"recipe_digest": recipe_digest, "model": name, "kind": recipe.kind, **dict(lineage or {})}
         tracker = Tracker.from_home(home)
         with tracker.start_run(EXPERIMENT, name, params=params, tags=tags) as run:
+            tracking = TrackingObserver(run)
+            shown = progress if show_progress else None
             result = train(
                 recipe,
                 inputs,
                 output,
-                observer=TrackingObserver(run),
+                observer=ObserverGroup(tracking, shown) if shown is not None else tracking,
                 resume=resume,
                 nproc=nproc,
                 num_threads=threads,
-                show_progress=show_progress,
             )
             run.log_metrics(
                 {"final_train_loss": result.final_train_loss, "tokens_per_s": result.tokens_per_s},
