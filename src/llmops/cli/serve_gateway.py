@@ -176,8 +176,13 @@ def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threa
     replica, _ = prepare_replica(
         ref, ServeConfig(served_model_name=upstream_model), engine=engine, open_store=lambda: home_of(ctx)
     )
-    app = create_app(config, home_of(ctx), in_process={name: [AsgiUpstream(replica, f"in-process:{ref}")]})
-    console.print(f"serving {ref} in-process as deployment {name!r}")
+    replica_name = f"in-process:{ref}"
+    app = create_app(config, home_of(ctx), in_process={name: [AsgiUpstream(replica, replica_name)]})
+    # The gateway's /metrics also shows the replica's engine gauges and request metrics.
+    app.state.gateway.metrics.include(replica.state.service.metrics.registry, {"replica": replica_name})
+    console.print(
+        f"gateway on http://{config.host}:{config.port} serving {ref} in-process as deployment {name!r}"
+    )
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
 
 

@@ -10,10 +10,13 @@ sets ``metrics_multiprocess_dir`` in the gateway config to the same folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -66,6 +69,11 @@ class GatewayMetrics:
             "llmops_gateway_shadow", "Mirrored requests by outcome.", ["outcome"], registry=r
         )
 
+    def include(self, registry: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        """Expose ``registry``'s metrics (an in-process replica's) here too, each sample labelled
+        with ``labels``. A family name the gateway already exposes raises ``ValueError``."""
+        self.registry.register(_Labelled(registry, dict(labels)))
+
     def render(self) -> bytes:
         """The exposition of this worker, or of every worker in multiprocess mode."""
         if self.multiprocess_dir is None:
@@ -82,3 +90,16 @@ def prepare_multiprocess_dir(path: Path) -> Path:
     for stale in path.glob("*.db"):
         stale.unlink()
     return path
+
+
+class _Labelled(Collector):
+    """Another registry's families, read at each scrape, with constant labels added."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._registry, self._labels = registry, labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
+            yield labelled
