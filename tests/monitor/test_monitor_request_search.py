@@ -51,7 +51,7 @@ def logged(home: Home) -> Home:
         session.add_all(
             [
                 _request(0),
-                _request(1, model_version="support-bot@2", arm="canary", user="alice"),
+                _request(1, model_version="support-bot@2", arm="canary", user="alice", stream=True),
                 _request(2, status=502, completion=None, error="replica broke off", ttft_ms=None),
                 _request(3, prompt="Refund for order 100% late_delivery", deployment="billing"),
                 _request(4, key_id="key_b", prompt="REFUND please"),
@@ -121,6 +121,10 @@ def test_show_returns_the_whole_record(logged: Home) -> None:
     assert detail.timings["completion_tokens_per_s"] == pytest.approx(20.0)
     assert [(s.metric, s.value) for s in detail.online_eval] == [("refusal", 1.0)]
     assert get_request(logged.store, "req-2").timings["generation_ms"] is None
+    not_streamed = get_request(logged.store, "req-0").timings  # no first token seen: nothing invented
+    assert not_streamed["latency_ms"] == 220.0
+    assert not_streamed["ttft_ms"] is None and not_streamed["generation_ms"] is None
+    assert not_streamed["completion_tokens_per_s"] is None
     with pytest.raises(NotFound) as missing:
         get_request(logged.store, "nope")
     assert missing.value.param == "request_id"

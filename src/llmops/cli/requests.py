@@ -140,7 +140,7 @@ def show(
     )
     table = Table("field", "value")
     for name, value in detail.timings.items():
-        table.add_row(name, "-" if value is None else f"{value:.1f}")
+        table.add_row(name, "not measured" if value is None else f"{value:,.1f}")
     for name in ("key_id", "user", "endpoint", "stream", "prompt_tokens", "completion_tokens", "cost_usd"):
         table.add_row(name, str(getattr(detail, name)))
     table.add_row("error", detail.error or "-")

@@ -213,12 +213,18 @@ def iter_requests(
 
 
 def timings(row: GatewayRequest) -> dict[str, float | None]:
-    """Latency, time to first token, generation time after it, and completion tokens per second."""
-    generation = row.latency_ms - row.ttft_ms if row.ttft_ms is not None else None
+    """Latency, time to first token, generation time after it, and completion tokens per second.
+
+    The gateway sees a first token only on a streamed call; a non-streamed answer arrives whole, so
+    its logged ``ttft_ms`` is the time to the whole answer and generation time and throughput
+    cannot be told apart from it: they are None (not measured) rather than invented.
+    """
+    ttft = row.ttft_ms if row.stream else None
+    generation = row.latency_ms - ttft if ttft is not None else None
     rate = row.completion_tokens / (generation / 1000) if generation and row.completion_tokens else None
     return {
         "latency_ms": row.latency_ms,
-        "ttft_ms": row.ttft_ms,
+        "ttft_ms": ttft,
         "generation_ms": generation,
         "completion_tokens_per_s": rate,
     }
