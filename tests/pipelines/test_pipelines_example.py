@@ -1,5 +1,7 @@
-"""The support-desk example end to end (scaled down by `-p`): run, rerun unchanged, change one
-parameter, and a candidate worse than the champion that the gate stops."""
+"""The support-desk example end to end (scaled down by `-p`), as `make demo` runs it (`pipeline
+dag`, then `run --stage register --reports DIR` twice: every stage says why it ran or was skipped),
+then a first release by hand and, through the exported CI command, a candidate worse than the
+champion that the gate stops."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.pipelines import ci
+from llmops.pipelines import ci, spec
 from llmops.registry import Registry
 from llmops.store.home import open_home
 
@@ -27,12 +29,12 @@ SMALL = [
     "train.set.optim.warmup_steps=10",
     "train.set.optim.lr=5e-3",
 ]
-BEFORE_DEPLOY = ["--stage", "register"]  # the rollout controller is not part of this version
+STAGES = ci.ci_stages(spec.load(EXAMPLE))  # what the exported workflow runs: up to `register`
 
 
-def _args(*extra: str) -> list[str]:
+def _args(*extra: str, reports: str = ci.REPORTS_DIR) -> list[str]:
     params = [arg for item in SMALL for arg in ("-p", item)]
-    return [*ci.run_command(str(EXAMPLE)), *BEFORE_DEPLOY, *params, *extra]
+    return [*ci.run_command(str(EXAMPLE), reports=reports, stages=STAGES), *params, *extra]
 
 
 def _lines(out: str, tag: str) -> list[str]:
@@ -44,22 +46,31 @@ def _lines(out: str, tag: str) -> list[str]:
 @pytest.mark.slow
 def test_support_desk_runs_caches_reruns_and_gates(cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    first = cli(*_args())
+    assert STAGES == ["register"]
+    drawn = cli("pipeline", "dag", EXAMPLE)
+    assert drawn.code == 0 and "deploy [deploy] ← register.model" in drawn.out
+    reports = tmp_path / "demo" / "reports"  # like the demo's --reports, away from the working dir
+    first = cli(*_args(reports=str(reports)))
     assert first.code == 0, first.out + first.err
     stages = ["synthesise", "synthesise-shifted", "clean", "split", "train", "evaluate", "evaluate-shifted"]
     assert _lines(first.out, "[run]") == [*stages, "gate", "register"]
+    assert "[run] synthesise (data.synth): never ran" in first.out
+    assert "deploy" not in _lines(first.out, "[run]") + _lines(first.out, "[skip]")
     registry = Registry.from_home(open_home())
-    assert registry.get("demo-intent@production").version == 1
-    assert (tmp_path / "reports" / "gate.md").is_file()
+    assert registry.get("demo-intent@staging").version == 1
+    assert (reports / "gate.md").is_file() and not (tmp_path / "reports").exists()  # --reports holds both
+    assert "gate `gate`" in (reports / "pipeline.md").read_text()
 
-    (tmp_path / "reports" / "gate.md").unlink()  # a fresh CI checkout: the summary comes back
-    again = cli(*_args())
+    (reports / "gate.md").unlink()  # a fresh CI checkout: the summary comes back
+    again = cli(*_args(reports=str(reports)))
     assert again.code == 0, again.out
     assert _lines(again.out, "[run]") == []
-    assert len(_lines(again.out, "[skip]")) == 9
-    assert "[skip] train: unchanged (key" in again.out
-    assert (tmp_path / "reports" / "gate.md").is_file()
+    assert _lines(again.out, "[skip]") == [*stages, "gate", "register"]
+    assert all("unchanged (key" in line for line in again.out.splitlines() if line.startswith("[skip]"))
+    assert (reports / "gate.md").is_file()
 
+    # the first release is made by hand: nothing serves yet for the deploy stage to roll out over
+    assert cli("models", "alias", "set", "demo-intent", "production", "1", "--reason", "launch").code == 0
     worse = cli(*_args("-p", "max_steps=2"))
     assert worse.code == 1, worse.out
     assert "[run] train (train): changed: param max_steps: 80 → 2" in worse.out
@@ -67,6 +78,7 @@ def test_support_desk_runs_caches_reruns_and_gates(cli, tmp_path: Path, monkeypa
     assert _lines(worse.out, "[skip]") == ["synthesise", "synthesise-shifted", "clean", "split"]
     assert "[blocked] register: not run because gate gate failed" in worse.out
     assert registry.get("demo-intent@production").version == 1, "a failed gate moves no alias"
+    assert registry.get("demo-intent@staging").version == 1
     summary = (tmp_path / "reports" / "gate.md").read_text()
     failing = next(line for line in summary.splitlines() if "no regression vs production" in line)
     assert "❌ fail" in failing and "[-" in failing  # the failing metric with its interval

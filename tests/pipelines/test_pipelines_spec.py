@@ -90,13 +90,12 @@ def test_unavailable_kinds_are_refused_before_running() -> None:
     with pytest.raises(InvalidInput, match="not available in this version"):
         spec.check_available(pipeline, ["synth", "q"])
     spec.check_available(pipeline, ["synth"])  # a selection without it runs
-    deploy = {
-        "kind": "deploy",
-        "params": {"deployment": "d", "candidate": "m@1", "policy": {"steps": [{"weight": 5}]}},
-    }
+    deploy = {"kind": "deploy", "params": {"spec": "deployment.yaml", "candidate": "m@1"}}
     pipeline = spec.build(body(deploy=deploy), Path("llmops.yaml"))
-    with pytest.raises(InvalidInput, match="rollout controller"):
-        spec.check_available(pipeline, ["deploy"])
+    spec.check_available(pipeline, ["deploy"])  # the rollout controller exists
+    deploy["params"]["policy"] = {"steps": [{"weight": 50}, {"weight": 10}]}  # type: ignore[index]
+    with pytest.raises(InvalidInput, match=r"stage 'deploy' \(deploy\): params.policy: .*strictly increase"):
+        spec.build(body(deploy=deploy), Path("llmops.yaml"))
 
 
 def test_cli_refuses_a_bad_file_with_exit_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -153,18 +153,28 @@ def export(
     ci_kind: str = typer.Option(..., "--ci", help="github or gitlab."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Where to write it ('-': stdout)."),
     install: str = typer.Option(ci.DEFAULT_INSTALL, help="The command that installs the project in CI."),
+    deploy: bool = typer.Option(
+        False,
+        "--deploy",
+        help="CD: run the deploy stages too, on the default branch only, against the production store "
+        "and gateway from CI secrets, on a self-hosted runner (default: stop before the deploy stages).",
+    ),
 ) -> None:
-    """Write a CI workflow that runs this pipeline, keeps the store cached and fails on a failed gate."""
+    """Write a CI workflow that runs this pipeline, keeps the store cached and fails on a failed gate.
+
+    By default the workflow runs every stage up to the deploy stages (`--stage` names the last
+    ones before them); `--deploy` writes the CD workflow that runs the whole pipeline.
+    """
     if ci_kind not in ("github", "gitlab"):
         err_console.print(f"error: --ci {ci_kind!r}: use github or gitlab")
         raise typer.Exit(2)
     kind: Literal["github", "gitlab"] = "github" if ci_kind == "github" else "gitlab"
     pipeline = spec.load(file)
-    text = ci.export(kind, pipeline, root=Path.cwd(), install=install)
+    text = ci.export(kind, pipeline, root=Path.cwd(), install=install, deploy=deploy)
     if output is not None and str(output) == "-":
         console.print(text, markup=False, end="")
         return
-    target = output or ci.default_path(kind, pipeline)
+    target = output or ci.default_path(kind, pipeline, deploy=deploy)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     console.print(f"wrote {target}")

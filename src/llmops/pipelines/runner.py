@@ -182,8 +182,8 @@ class Runner:
             self.log(f"[FAILED] {stage.name}: {exc.message}")
             return StageReport(stage.name, kind, "failed", exc.message, seconds=time.monotonic() - started)
         seconds = time.monotonic() - started
-        status = "ran" if outcome.passed else "gate_failed"
-        mark = "[done]" if outcome.passed else "[GATE FAILED]"
+        status = "ran" if outcome.passed else stage.kind.said_no
+        mark = "[done]" if outcome.passed else f"[{status.replace('_', ' ').upper()}]"
         self.log(f"{mark} {stage.name}: {outcome.message or ''} ({seconds:.1f}s)")
         return StageReport(
             stage.name, kind, status, decision.reason, outcome.outputs, stage_run, outcome.message, seconds
@@ -207,6 +207,7 @@ class Runner:
             pipeline_run_id=parent_id,
             env=self.env,
             log=self.log,
+            reports_dir=self.reports_dir,
         )
         key = cache.key_of(stage, params, stage.kind.fingerprint(ctx, params))
         if forced:

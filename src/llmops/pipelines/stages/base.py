@@ -41,6 +41,7 @@ class StageContext:
     stage_run_id: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    reports_dir: Path = Path("reports")  # `pipeline run --reports`: where summaries for CI go
 
     def path(self, value: str) -> Path:
         """A path from the pipeline file, relative to the file's folder."""
@@ -62,8 +63,9 @@ class StageContext:
 class StageOutcome:
     """A finished stage: its outputs, files to keep with the cache record, and whether it passed.
 
-    ``passed`` is False only for a check (a gate) that ran correctly and said no: the stage is not
-    cached and its dependants are blocked. ``files`` maps an output name to a file the runner stores
+    ``passed`` is False for a stage that ran correctly and said no (a gate that failed, a rollout
+    that rolled back): its outputs are recorded on its run, the stage is not cached and its
+    dependants are blocked. ``files`` maps an output name to a file the runner stores
     as an artifact of the stage run and restores when the stage is later skipped.
     """
 
@@ -80,6 +82,7 @@ class StageKind:
     params: ClassVar[type[StageParams]]
     outputs: ClassVar[tuple[str, ...]] = ()
     promotes: ClassVar[bool] = False  # moves what serves users: must sit behind a gate
+    said_no: ClassVar[str] = "failed"  # the stage's status when ``run`` returns passed=False
     summary: ClassVar[str] = ""
 
     def output_names(self, params: StageParams) -> tuple[str, ...]:

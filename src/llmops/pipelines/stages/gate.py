@@ -46,7 +46,9 @@ class GateParams(StageParams):
     )
     thresholds: list[Threshold] = Field(default_factory=list, description="Extra min/max gates.")
     summary: str = Field(
-        "reports/{stage}.md", description="Markdown summary file, relative to the working directory."
+        "{reports}/{stage}.md",
+        description="Markdown summary file, relative to the working directory; `{reports}` is the "
+        "folder `pipeline run --reports` names (default `reports`), `{stage}` this stage's name.",
     )
 
     @field_validator("thresholds")
@@ -71,6 +73,7 @@ class Gate(StageKind):
     kind = "gate"
     params = GateParams
     outputs = ("passed", "summary")
+    said_no = "gate_failed"
     summary = "Decide the release from stored gate results; write a markdown summary."
 
     def fingerprint(self, ctx: StageContext, params: StageParams) -> dict[str, str]:
@@ -82,6 +85,8 @@ class Gate(StageKind):
             model = registry.get(info.params["model"])
             champion = _other_champion(registry, f"{model.name}@{params.against}", model.digest)
             digests[f"champion {model.name}@{params.against}"] = champion
+        # where the summary goes is part of the key: a run with another --reports writes it there
+        digests["summary"] = str(_summary_path(ctx, params))
         return digests
 
     def run(self, ctx: StageContext, params: StageParams) -> StageOutcome:
@@ -97,7 +102,7 @@ class Gate(StageKind):
             "✅ **Gates passed.**" if not failures else f"❌ **{len(failures)} of {total} gates failed.**"
         )
         body = f"## Pipeline {ctx.pipeline}: gate `{ctx.stage}`\n\n{headline}\n\n" + "\n".join(parts)
-        path = Path(params.summary.format(stage=ctx.stage))
+        path = _summary_path(ctx, params)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body, encoding="utf-8")
         message = "all gates passed" if not failures else "failed: " + "; ".join(g.reason for g in failures)
@@ -132,6 +137,10 @@ class Gate(StageKind):
         else:
             text += f"\nNo other champion: `{champion_ref}` is unset or is this version.\n"
         return text + "\n" + render_gates_markdown(report), report
+
+
+def _summary_path(ctx: StageContext, params: GateParams) -> Path:
+    return Path(params.summary.format(stage=ctx.stage, reports=ctx.reports_dir.as_posix()))
 
 
 def _missing(suite: str, run_id: str) -> GateResult:
