@@ -212,6 +212,9 @@ def main() -> None:
     llmops("pipeline", "run", pipeline, "--stage", "register", "--reports", reports)
     print("  run again, nothing changed: every stage is skipped, and says why")
     llmops("pipeline", "run", pipeline, "--stage", "register", "--reports", reports)
+    # the pipeline moves `staging`; a first release has nothing serving to roll out from, so it is set
+    # by hand (later versions reach production through the rollout controller)
+    llmops("models", "alias", "set", "demo-intent", "production", "1", "--reason", "first release")
     gate = (HOME / "reports" / "pipeline.md").read_text()  # with every gate summary
     print("held-out exact match: " + score_line(gate, "exact_match"))
     llmops("data", "show", "intent-clean-train")
