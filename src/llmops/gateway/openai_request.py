@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmops.errors import InvalidInput
+from llmops.security.json_input import loads_json
 
 Endpoint = Literal["chat", "completions"]
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -93,10 +94,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 
 
 def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    body = loads_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", code="invalid_json")
     model = body.get("model")

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from llmops.engine.types import Backend
 from llmops.errors import NotFound
 from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
+from llmops.security.json_route import StrictJsonRoute
 from llmops.serve.chat import chat_completions
 from llmops.serve.completions import completions
 from llmops.serve.config import ServeConfig
@@ -80,6 +81,7 @@ def build_app(
 
     app = FastAPI(title="llmops replica", summary=f"Serves {served_model_name}", lifespan=lifespan)
     app.state.service = service
+    app.router.route_class = StrictJsonRoute
     install_error_handlers(app)
     _add_openai_routes(app, service)
     _add_probe_routes(app, service)
