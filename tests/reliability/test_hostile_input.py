@@ -92,3 +92,62 @@ async def test_replica_refuses_hostile_json_bodies(case: str, path: str, replica
     started = time.monotonic()
     response = await replica_client.post(path, content=body, headers={"content-type": "application/json"})
     _assert_refused(case, response, time.monotonic() - started, needle)
+
+
+HOSTILE_HEADERS: dict[str, tuple[dict[str, Any], int]] = {
+    "long_bearer": ({"authorization": "Bearer " + "x" * 12_000}, 401),
+    "non_ascii_bearer": ({"authorization": b"Bearer \xff\xfe\x00key"}, 401),
+    "basic_auth": ({"authorization": "Basic dXNlcjpwYXNz"}, 401),
+    "empty_bearer": ({"authorization": "Bearer "}, 401),
+    "header_past_the_limit": ({"authorization": "Bearer k", "x-pad": "p" * 40_000}, 431),
+    "many_headers": ({**{f"x-h{i}": "v" * 40 for i in range(600)}, "authorization": "Bearer k"}, 431),
+}
+
+
+async def test_gateway_refuses_hostile_headers(home: Home, make_key: Any, gw: Any) -> None:
+    key = make_key(Role.CONSUMER)
+    async with gw.client(home, gw.config()) as (client, _):
+        for case, (headers, status) in HOSTILE_HEADERS.items():
+            started = time.monotonic()
+            response = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+            assert time.monotonic() - started < ANSWER_WITHIN_S, case
+            assert response.status_code == status, f"{case}: {response.status_code} {response.text[:200]}"
+            assert response.json()["error"]["message"], case
+        weird_id = {**gw.bearer(key), "x-request-id": "\u00e9" * 300}
+        response = await client.get("/v1/models", headers={k: v.encode() for k, v in weird_id.items()})
+        assert response.status_code == 200 and response.headers["x-request-id"].isascii()
+
+
+HOSTILE_QUERIES: dict[str, tuple[str, str]] = {
+    "huge_limit": ("/api/requests?limit=" + "9" * 5000, "limit"),
+    "negative_limit": ("/api/monitor/alerts?limit=-1", "limit"),
+    "status_not_a_number": ("/api/requests?status=abc", "status"),
+    "status_out_of_range": ("/api/requests?status=99999999999999999999", "status"),
+    "since_garbage": ("/api/requests?since=%ff%fe", "since"),
+    "bad_enum": ("/api/requests/export?format=exe", "format"),
+    "bad_alert_status": ("/api/monitor/alerts?status=%00", "status"),
+}
+
+
+async def test_gateway_refuses_hostile_query_strings(home: Home, make_key: Any, gw: Any) -> None:
+    headers = gw.bearer(make_key(Role.ADMIN))
+    async with gw.client(home, gw.config()) as (client, _):
+        for case, (url, param) in HOSTILE_QUERIES.items():
+            started = time.monotonic()
+            response = await client.get(url, headers=headers)
+            assert time.monotonic() - started < ANSWER_WITHIN_S, case
+            assert response.status_code == 400, f"{case}: {response.status_code} {response.text[:200]}"
+            assert param in response.json()["error"]["message"], f"{case}: {response.text[:200]}"
+        long_text = await client.get("/api/requests?text=" + "a" * 20_000, headers=headers)
+        assert long_text.status_code < 500, long_text.text[:200]
+        repeated = await client.get("/api/requests?" + "&".join(["user=u"] * 2000), headers=headers)
+        assert repeated.status_code < 500, repeated.text[:200]
+
+
+async def test_replica_refuses_hostile_headers_and_paths(replica_client: Any) -> None:
+    weird_id = {"x-request-id": ("a\u00e9" * 100).encode()}
+    odd = await replica_client.get("/v1/models/%ff%00..%2f..%2fetc", headers=weird_id)
+    assert odd.status_code == 404 and odd.headers["x-request-id"].isascii()
+    typed = await replica_client.post("/v1/embeddings", content=b'{"model":"fake-model","input":"x"}',
+                                      headers={"content-type": "text/plain"})  # fmt: skip
+    assert 400 <= typed.status_code < 500, typed.text[:200]
