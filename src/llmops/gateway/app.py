@@ -119,6 +119,13 @@ def _add_openai_routes(app: FastAPI) -> None:
             _request_id(request), principal, await request.body(), "completions"
         )
 
+    @app.post("/v1/embeddings", tags=["openai"], summary="Embeddings of one or more texts.")
+    async def embeddings(request: Request, principal: Principal = CONSUMER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return await gateway.pipeline.handle(
+            _request_id(request), principal, await request.body(), "embeddings"
+        )
+
     @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics of this worker.")
     async def metrics(request: Request, principal: Principal = DEVELOPER) -> Response:
         gateway: Gateway = request.app.state.gateway
