@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from llmops.engine.types import Backend
 from llmops.errors import NotFound
@@ -155,7 +155,7 @@ def _add_probe_routes(app: FastAPI, service: ReplicaService) -> None:
             return _probe(ProbeStatus(status="unavailable", detail=health.detail), 503)
         return _probe(ProbeStatus(status="ready", detail=health.detail), 200)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus exposition of this replica's metrics."""
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
