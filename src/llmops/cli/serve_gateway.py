@@ -22,6 +22,7 @@ from llmops.cli.gateway_workers import hand_to_workers, worker_config
 from llmops.errors import InvalidInput, invalid_config
 from llmops.gateway.config import GatewayConfig
 from llmops.registry.references import parse_ref
+from llmops.security.yaml_input import load_yaml
 
 
 def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
 
 def _file_data(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidInput(f"cannot read gateway config {path}: {exc}", param="config") from None
     if not isinstance(data, dict):

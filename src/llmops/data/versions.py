@@ -72,8 +72,8 @@ def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
         raise InvalidInput(f"invalid dataset reference {ref!r}: use NAME or NAME@VERSION", param="dataset")
     if not sep:
         return name, None
-    if not suffix.isdigit():
-        raise InvalidInput(f"dataset version must be a number in {ref!r}", param="dataset")
+    if not (suffix.isascii() and suffix.isdigit() and len(suffix) <= 18):
+        raise InvalidInput(f"dataset version must be a number (1 to 18 digits) in {ref!r}", param="dataset")
     return name, int(suffix)
 
 

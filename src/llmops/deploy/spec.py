@@ -28,6 +28,7 @@ from llmops.gateway.config import (
     TimeoutConfig,
     UpstreamConfig,
 )
+from llmops.security.yaml_input import load_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -325,7 +326,7 @@ def load_spec(path: str | Path) -> DeploymentSpec:
     except OSError as exc:
         raise InvalidInput(f"cannot read deployment spec {path}: {exc.strerror}", param="spec") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", param="spec") from None
     return parse_spec(raw, source=str(path))

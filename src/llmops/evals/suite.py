@@ -34,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from llmops.errors import InvalidInput, NotFound
 from llmops.evals.metric_specs import MetricSpec
 from llmops.evals.metrics import METRIC_KINDS, metric_kinds
+from llmops.security.yaml_input import load_yaml
 
 GateKind = Literal["min", "max", "no_regression"]
 
@@ -156,7 +157,7 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise NotFound(f"suite file {path} does not exist", param="suite")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", param="suite") from exc
     if not isinstance(data, dict):

@@ -36,6 +36,7 @@ from llmops.gateway.request_routes import install_request_routes
 from llmops.gateway.service import Gateway, build_gateway
 from llmops.gateway.upstreams import Upstream
 from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
+from llmops.security.json_route import StrictJsonRoute, parse_error_of
 from llmops.security.roles import Role
 from llmops.settings import get_settings
 from llmops.store.home import Home
@@ -65,6 +66,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        refused = parse_error_of(exc)
+        if refused is not None:
+            return _error_response(refused)
         if exc.status_code == 404:
             return _error_response(
                 NotFound(f"no route {request.url.path}; see /openapi.json", code="no_route")
@@ -115,6 +119,13 @@ def _add_openai_routes(app: FastAPI) -> None:
             _request_id(request), principal, await request.body(), "completions"
         )
 
+    @app.post("/v1/embeddings", tags=["openai"], summary="Embeddings of one or more texts.")
+    async def embeddings(request: Request, principal: Principal = CONSUMER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return await gateway.pipeline.handle(
+            _request_id(request), principal, await request.body(), "embeddings"
+        )
+
     @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics of this worker.")
     async def metrics(request: Request, principal: Principal = DEVELOPER) -> Response:
         gateway: Gateway = request.app.state.gateway
@@ -149,6 +160,7 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gateway
+    app.router.route_class = StrictJsonRoute
     _install_error_handlers(app)
     _add_public_routes(app)
     _add_openai_routes(app)

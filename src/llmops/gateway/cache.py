@@ -25,7 +25,7 @@ IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata"})
 def is_deterministic(body: dict[str, Any]) -> bool:
     if body.get("stream"):
         return False
-    if int(body.get("n") or 1) != 1:
+    if body.get("n") not in (None, 1):
         return False
     temperature = body.get("temperature", 1.0)
     return temperature == 0 or body.get("seed") is not None

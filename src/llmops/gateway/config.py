@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llmops.errors import InvalidInput, invalid_config
 from llmops.monitor.service import MonitorConfig
 from llmops.security.guardrails import GuardrailConfig
+from llmops.security.yaml_input import load_yaml
 
 
 class _Strict(BaseModel):
@@ -255,7 +256,7 @@ class GatewayConfig(_Strict):
     @classmethod
     def from_yaml(cls, path: Path) -> GatewayConfig:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = load_yaml(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise InvalidInput(f"cannot read gateway config {path}: {exc}", param="config") from None
         try:

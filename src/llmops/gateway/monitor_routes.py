@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.errors import InvalidInput, NotFound
+from llmops.errors import NotFound
 from llmops.gateway.auth import Principal
 from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.policy import RequireRole
@@ -31,6 +30,7 @@ from llmops.monitor.alert_store import list_stored_alerts
 from llmops.monitor.feedback_store import FeedbackTarget
 from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
+from llmops.security.json_input import loads_json
 from llmops.security.roles import Role
 
 CONSUMER = Depends(RequireRole(Role.CONSUMER))
@@ -52,10 +52,7 @@ def _monitor(request: Request) -> GatewayMonitor:
 
 
 def _json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("the feedback body is not valid JSON", param="body", code="invalid_json") from None
+    return loads_json(raw, what="the feedback body")
 
 
 def _feedback_route(router: APIRouter) -> None:

@@ -12,9 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmops.errors import InvalidInput
+from llmops.security.json_input import loads_json
 
-Endpoint = Literal["chat", "completions"]
-PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+Endpoint = Literal["chat", "completions", "embeddings"]
+PATHS: dict[str, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
 URL_FIELDS = frozenset(
     {"api_base", "base_url", "api_url", "endpoint", "webhook", "callback", "proxy", "host", "api_key"}
 )
@@ -31,6 +36,11 @@ class ParsedRequest:
     max_tokens: int | None
     user: str | None
     prompt_text: str
+
+    @property
+    def generates(self) -> bool:
+        """Whether the answer is generated text (chat, completions), not vectors (embeddings)."""
+        return self.endpoint != "embeddings"
 
 
 def _is_url_field(name: str) -> bool:
@@ -66,7 +76,20 @@ def _forbid_top_level_urls(body: dict[str, Any]) -> None:
             )
 
 
+def _embedding_text(body: dict[str, Any]) -> str:
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        raise InvalidInput("`input` must be a non-empty string or list of strings", param="input")
+    if not all(isinstance(t, str) for t in texts):
+        return json.dumps(texts)  # token ids: the replica checks them
+    return "\n".join(texts)
+
+
 def _prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
+    if endpoint == "embeddings":
+        return _embedding_text(body)
     if endpoint == "completions":
         prompt = body.get("prompt", "")
         return prompt if isinstance(prompt, str) else json.dumps(prompt)
@@ -93,10 +116,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 
 
 def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    body = loads_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", code="invalid_json")
     model = body.get("model")
@@ -106,6 +126,8 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
     _forbid_top_level_urls(body)
     user = body.get("user")
     options = body.get("stream_options")
+    if endpoint == "embeddings" and body.get("stream"):
+        raise InvalidInput("embeddings are not streamed; remove `stream`", param="stream")
     return ParsedRequest(
         endpoint=endpoint,
         body=body,
@@ -121,6 +143,8 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
 def upstream_body(parsed: ParsedRequest, upstream_model: str, *, stream: bool | None = None) -> bytes:
     """The body sent to a replica: its model name, and usage requested on streams for accounting."""
     body = {**parsed.body, "model": upstream_model}
+    if not parsed.generates:
+        return json.dumps(body, separators=(",", ":")).encode()
     streaming = parsed.stream if stream is None else stream
     body["stream"] = streaming
     if streaming:

@@ -46,6 +46,8 @@ class RequestContext:
 
     @property
     def completion_allowance(self) -> int:
+        if not self.parsed.generates:
+            return 0
         return self.parsed.max_tokens or self.deployment.config.max_output_tokens
 
     def elapsed(self) -> float:

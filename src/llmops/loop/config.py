@@ -34,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from llmops.deploy.policy import RolloutPolicy
 from llmops.errors import InvalidInput, NotFound
+from llmops.security.yaml_input import load_yaml
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -287,7 +288,7 @@ def load_config(path: str | Path) -> LoopConfig:
     if not path.is_file():
         raise NotFound(f"loop config {path} does not exist; pass --config PATH", param="config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", param="config") from None
     return parse_config(data, source=str(path), base_dir=path.parent)

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops.errors import InvalidInput
+from llmops.security.yaml_input import load_yaml
 
 Op = Literal[">", ">=", "<", "<="]
 _DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
@@ -164,7 +165,7 @@ def load_alert_rules(source: str | Path) -> AlertRuleSet:
         raise InvalidInput(f"alert rules file {source} does not exist", param="rules")
     text = source.read_text() if isinstance(source, Path) else source
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"alert rules are not valid YAML: {exc}", param="rules") from exc
     return parse_alert_rules(data)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.errors import InvalidInput, did_you_mean
 from llmops.pipelines.stages import KINDS, StageKind, StageParams
+from llmops.security.yaml_input import load_yaml
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_-]+)\}")
@@ -294,7 +295,7 @@ def load(path: Path, overrides: Sequence[str] = ()) -> Pipeline:
     except OSError as exc:
         raise InvalidInput(f"cannot read pipeline file {path}: {exc.strerror}", param="file") from None
     try:
-        body = yaml.safe_load(text)
+        body = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", param="file") from None
     return build(body, Path(path), overrides)

@@ -9,6 +9,7 @@ from llmops.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+VERSION_RE = re.compile(r"^[0-9]{1,18}$")  # ASCII digits that fit a 64-bit integer column
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def parse_ref(text: str) -> ModelRef:
     check_name(name, param="model")
     if not sep:
         return ModelRef(name)
-    if suffix.isdigit():
+    if VERSION_RE.match(suffix):
         return ModelRef(name, version=int(suffix))
+    if suffix.isdigit():
+        raise InvalidInput(f"version in {text!r} must be 1 to 18 ASCII digits", param="model")
     if not suffix:
         raise InvalidInput(f"reference {text!r} ends with '@': add a version or alias", param="model")
     return ModelRef(name, alias=check_alias(suffix))

@@ -12,6 +12,9 @@ What it owns (one concern per module):
 - ``model_files``, ``safetensors_header``: pickle refusal, strict safetensors header validation,
   the ``trust_remote_code`` allow-list and manifest verification;
 - ``urls``: outbound URL validation for admin-configured upstreams (SSRF defence);
+- ``json_input``, ``json_route``, ``yaml_input``: untrusted JSON bodies and YAML files parsed within
+  limits (depth, number size, duplicate keys, encodings; alias expansion, scalar size), refused
+  with a message naming what was read;
 - ``keys``, ``roles``: API keys (stored as HMACs) and the roles they carry.
 
 It sits in the domain layer and may import ``llmops.errors``, ``llmops.settings`` and

@@ -18,11 +18,12 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from llmops.engine.types import Backend
 from llmops.errors import NotFound
 from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
+from llmops.security.json_route import StrictJsonRoute
 from llmops.serve.chat import chat_completions
 from llmops.serve.completions import completions
 from llmops.serve.config import ServeConfig
@@ -80,6 +81,7 @@ def build_app(
 
     app = FastAPI(title="llmops replica", summary=f"Serves {served_model_name}", lifespan=lifespan)
     app.state.service = service
+    app.router.route_class = StrictJsonRoute
     install_error_handlers(app)
     _add_openai_routes(app, service)
     _add_probe_routes(app, service)
@@ -153,7 +155,7 @@ def _add_probe_routes(app: FastAPI, service: ReplicaService) -> None:
             return _probe(ProbeStatus(status="unavailable", detail=health.detail), 503)
         return _probe(ProbeStatus(status="ready", detail=health.detail), 200)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus exposition of this replica's metrics."""
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from llmops.errors import InvalidInput, LLMOpsError, NotFound
+from llmops.security.json_route import parse_error_of
 
 
 def error_response(error: LLMOpsError) -> JSONResponse:
@@ -78,6 +79,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    refused = parse_error_of(exc)
+    if refused is not None:
+        return error_response(refused)
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return error_response(InvalidInput("request body is not valid UTF-8 JSON", code="invalid_encoding"))
     if exc.status_code == 404:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_STOP_SEQUENCES = 4
@@ -119,7 +119,16 @@ def _embedding_inputs(value: Any) -> Any:
 
 StopSequences = Annotated[tuple[str, ...], BeforeValidator(_stop_sequences)]
 MessageText = Annotated[str, BeforeValidator(_message_content)]
-Prompts = Annotated[list[str | tuple[int, ...]], BeforeValidator(_prompts)]
+_TOKEN_IDS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
+_PROMPTS_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        _TOKEN_IDS_SCHEMA,
+        {"type": "array", "minItems": 1, "items": _TOKEN_IDS_SCHEMA},
+    ]
+}
+Prompts = Annotated[list[str | tuple[int, ...]], BeforeValidator(_prompts), WithJsonSchema(_PROMPTS_SCHEMA)]
 EmbeddingInputs = Annotated[list[str], BeforeValidator(_embedding_inputs)]
 Probability = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -185,6 +194,14 @@ class SamplingFields(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={  # what _top_logprobs_need_logprobs enforces
+            "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"minimum": 1}}},
+            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+        },
+    )
 
     messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation so far.")
     max_completion_tokens: int | None = Field(

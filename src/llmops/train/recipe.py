@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from llmops.errors import InvalidInput
+from llmops.security.yaml_input import load_yaml
 
 RecipeKind = Literal["pretrain", "finetune", "lora"]
 RowSchema = Literal["text", "prompt_completion", "chat"]
@@ -239,7 +240,7 @@ def load_recipe(path: str | Path) -> Recipe:
     except OSError as exc:
         raise InvalidInput(f"cannot read recipe {path}: {exc.strerror}", param="recipe") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}", param="recipe") from None
     return parse_recipe(raw, source=str(path))
