@@ -57,7 +57,7 @@ def _scale_down(code: str) -> str:
     """The slow blocks' commands, sized for a test (see the module docstring)."""
     lines = []
     for line in code.splitlines():
-        line = re.sub(r"\s+#[^'\"]*$", "", line)  # trailing comments (none hold quotes)
+        line = re.sub(r"\s+#\s.*$", "", line)  # trailing comments ("  # ..."; no command holds one)
         line = line.replace(DEMO_RECIPE, "$DOCS_TEST_RECIPE").replace("--n 2000", "--n 400")
         if line.startswith("llmops eval run"):
             line += " --limit 16 || [ $? -eq 1 ]"
@@ -86,6 +86,7 @@ def _environment(folder: Path) -> dict[str, str]:
         (folder / name).symlink_to(ROOT / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_")}
     env.update(
+        HOME=str(folder),  # `~` in an example (export LLMOPS_HOME=~/.llmops) stays in the temp folder
         LLMOPS_HOME=str(folder / "home"),
         LLMOPS_ACTOR="docs-test",
         PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",

@@ -207,8 +207,10 @@ def test_faults_name_what_failed_and_leave_nothing_running(
     failed = cli("deploy", "apply", never, "--gateway", url, "--gateway-key", deployer)
     try:
         assert failed.code == 2 and "never became ready" in failed.err and "/never" in failed.err
-        run = target.lifecycle.latest("support-bot")
-        assert run is not None and run.state == "failed"
+        # the supervisor records the failure after it answered the CLI: wait for it, bounded
+        _wait(
+            lambda: getattr(target.lifecycle.latest("support-bot"), "state", None) == "failed", "failed", 60
+        )
         assert _replica_processes(deploy_home) == [], "the replica that never became ready was stopped"
     finally:
         _stop_everything(target)
