@@ -2,7 +2,8 @@
 
 `apply FILE` hands the spec to the deployment's supervisor (starting one, detached, if none runs)
 and waits until the replicas are ready and registered with the gateway, or prints what failed.
-`supervise NAME` is the supervisor itself, in the foreground.
+`supervise NAME` is the supervisor itself, in the foreground. `render FILE --target kubernetes -o DIR`
+writes the deployment's Kubernetes manifests (a kustomize tree) without touching a cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from llmops.deploy.local import LocalTarget
 from llmops.deploy.spec import load_spec
 from llmops.deploy.supervisor import Supervisor
 from llmops.deploy.target import DeploymentStatus
+from llmops.deploy.targets import open_target
+from llmops.errors import InvalidInput
+from llmops.registry.client import Registry
 
 app = typer.Typer(
     help="Deployments: replica processes kept alive by a supervisor, registered with the gateway."
@@ -89,6 +93,33 @@ def apply(
         _supervise(ctx, spec.name, target)
         return
     _print(target.apply(spec))
+
+
+@app.command()
+def render(
+    ctx: typer.Context,
+    spec_file: Path = typer.Argument(..., help="deployment.yaml"),
+    target: str = typer.Option("local", "--target", help="local or kubernetes."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder of the kustomize tree (kubernetes)."),
+    version: list[str] = typer.Option(
+        [], "--version", help="Model version to render (NAME@N), or TRACK=NAME@N; default: resolve `model`."
+    ),
+) -> None:
+    """Print (local) or write (kubernetes) what applying SPEC_FILE would run, without running it."""
+    spec = load_spec(spec_file)
+    if target != "kubernetes":
+        console.print(open_target(target, home_of(ctx)).render(spec), markup=False, highlight=False)
+        return
+    from llmops.deploy.kubernetes.bundle import write_bundle
+
+    if out is None:
+        raise InvalidInput("--target kubernetes writes a folder; pass -o DIR", param="out")
+    versions = {track or "stable": ref for track, _, ref in (v.rpartition("=") for v in version)}
+    if not versions:
+        versions = {"stable": Registry.from_home(home_of(ctx)).get(spec.model).ref}
+    for path in write_bundle(spec, versions, out):
+        console.print(str(path), markup=False, highlight=False)
+    console.print(f"kubectl apply -k {out / 'overlays' / 'keda'}   (or overlays/hpa)", markup=False)
 
 
 @app.command()

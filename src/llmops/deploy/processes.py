@@ -116,16 +116,23 @@ def replica_command(spec: DeploymentSpec, model_version: str, local_dir: Path | 
         if backend.max_model_len:
             command += ["--max-model-len", str(backend.max_model_len)]
         return command + list(backend.extra_args)
+    return [sys.executable, "-m", "llmops", *replica_args(spec, model_version, host, port)]
+
+
+def replica_args(spec: DeploymentSpec, model_version: str, host: str, port: int) -> list[str]:
+    """The ``llmops replica ...`` arguments (after ``llmops``) of one transformers replica of ``spec``;
+    the same on every target (a local process, a container)."""
+    backend = spec.backend
     assert isinstance(backend, TransformersBackend)
     engine = backend.engine.model_dump(exclude={"threads"}, exclude_unset=True)
-    command = [sys.executable, "-m", "llmops", "replica", "--model", model_version, "--host", host]
-    command += ["--port", str(port), "--threads", str(spec.resources.threads)]
-    command += ["--served-model-name", spec.served_model, "--max-n", str(backend.max_n)]
+    args = ["replica", "--model", model_version, "--host", host]
+    args += ["--port", str(port), "--threads", str(spec.resources.threads)]
+    args += ["--served-model-name", spec.served_model, "--max-n", str(backend.max_n)]
     if backend.request_timeout_s:
-        command += ["--request-timeout", str(backend.request_timeout_s)]
+        args += ["--request-timeout", str(backend.request_timeout_s)]
     if engine:
-        command += ["--engine-json", json.dumps(engine)]
-    return [*command, "--log-level", "warning"]
+        args += ["--engine-json", json.dumps(engine)]
+    return [*args, "--log-level", "warning"]
 
 
 def launch(command: list[str], env: dict[str, str], log_path: Path) -> tuple[int, int | None]:

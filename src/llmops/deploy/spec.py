@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops.deploy.policy import SLO, RolloutPolicy
+from llmops.deploy.target_settings import TargetSettings
 from llmops.engine.config import EngineConfig
 from llmops.errors import InvalidInput, did_you_mean
 from llmops.gateway.config import (
@@ -107,6 +108,9 @@ class Resources(_Strict):
         ge=64,
         description="Resident memory a replica may hold; above it the supervisor restarts the replica "
         "(as an out-of-memory kill). Unset: no limit.",
+    )
+    gpus: int = Field(
+        0, ge=0, le=16, description="GPUs one replica needs (cluster targets); the local target ignores it."
     )
 
 
@@ -205,6 +209,9 @@ class DeploymentSpec(_Strict):
     slo: SLO = Field(default_factory=SLO, description="Service-level objectives (rollout analysis).")
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="How new versions roll out.")
     gateway: GatewaySettings = Field(description="How the gateway fronts the deployment.")
+    targets: TargetSettings = Field(
+        default_factory=TargetSettings, description="What cluster targets need (kubernetes: image, ...)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSpec:

@@ -15,7 +15,10 @@ from llmops.errors import InvalidInput
 from llmops.store.home import Home
 
 # name -> "module:attribute", where attribute(home) builds the target
-TARGETS: dict[str, str] = {"local": "llmops.deploy.local:LocalTarget.from_home"}
+TARGETS: dict[str, str] = {
+    "local": "llmops.deploy.local:LocalTarget.from_home",
+    "kubernetes": "llmops.deploy.kubernetes.target:KubernetesTarget.from_home",
+}
 
 
 def open_target(name: str, home: Home) -> DeployTarget:

@@ -13,5 +13,6 @@ from __future__ import annotations
 
 from llmops.serve.app import build_app
 from llmops.serve.config import ServeConfig
+from llmops.serve.metrics import QUEUE_DEPTH_METRIC, RUNNING_METRIC, TTFT_METRIC
 
-__all__ = ["ServeConfig", "build_app"]
+__all__ = ["QUEUE_DEPTH_METRIC", "RUNNING_METRIC", "TTFT_METRIC", "ServeConfig", "build_app"]

@@ -21,6 +21,11 @@ from llmops.engine.types import Backend
 
 logger = logging.getLogger(__name__)
 
+# The load signals autoscalers read (KEDA/HPA queries, the local autoscaler): exported once, here.
+QUEUE_DEPTH_METRIC = "llmops_engine_requests_waiting"
+RUNNING_METRIC = "llmops_engine_requests_running"
+TTFT_METRIC = "llmops_time_to_first_token_seconds"
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -41,7 +46,7 @@ class ServeMetrics:
         )  # fmt: skip
         self.in_flight = Gauge("llmops_http_requests_in_flight", "Requests being answered now.", registry=r)
         self.ttft = Histogram(
-            "llmops_time_to_first_token_seconds", "Time from request to a choice's first token.",
+            TTFT_METRIC, "Time from request to a choice's first token.",
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.tpot = Histogram(
@@ -77,8 +82,8 @@ class EngineStatsCollector(Collector):
             logger.exception("backend.stats() failed")
             return
         gauges = {
-            "llmops_engine_requests_waiting": ("Requests queued in the engine.", stats.waiting),
-            "llmops_engine_requests_running": ("Requests in the running batch.", stats.running),
+            QUEUE_DEPTH_METRIC: ("Requests queued in the engine.", stats.waiting),
+            RUNNING_METRIC: ("Requests in the running batch.", stats.running),
             "llmops_engine_kv_blocks_capacity": ("KV-cache blocks in the pool.", stats.kv_blocks_total),
             "llmops_engine_kv_blocks_used": ("KV-cache blocks in use.", stats.kv_blocks_used),
             "llmops_engine_last_batch_size": ("Sequences in the last engine step.", stats.last_batch_size),
