@@ -206,3 +206,19 @@ def test_two_controllers_never_drive_one_rollout_and_a_restarted_one_resumes(
         _serve_step(sqlite_home, clock)
         record = second.tick(run.id)
     assert record.state == "promoted"
+
+
+def test_a_step_at_100_percent_compares_with_stable_s_latest_window(
+    sqlite_home: Home, registry: Registry
+) -> None:
+    clock, target = Clock(), FakeTarget()
+    controller = _controller(sqlite_home, registry, clock, target)
+    run = controller.start(spec([10, 100]), "bot@2", actor="alice")
+    assert _run(controller, sqlite_home, clock, run.id, 1) == "canary"  # step 1 passed with both arms
+    traffic(sqlite_home, "bot@2", 30, clock.now(), arm="canary")  # stable serves nothing now
+    clock.advance(1.5)
+    assert controller.tick(run.id).state == "promoted", "too few stable samples would have failed it"
+    promoting = next(t for t in controller.runs.history(run.id) if t.to_state == "promoting")
+    metrics = promoting.numbers["analysis"]["metrics"]
+    assert metrics["error_rate_increase"]["n_stable"] == 30, "stable judged over step 1's window"
+    assert "stable_since" in promoting.numbers["window"]

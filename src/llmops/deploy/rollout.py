@@ -222,7 +222,15 @@ class RolloutController:
         step = policy.steps[data.step]
         self._split(data, step.weight, f"rollout {record.id}: step {data.step + 1}")
         limit = step.max_duration_s or max(10 * step.min_duration_s, 600.0)
-        judged = self._judge(record, data, step.min_duration_s, step.min_requests, limit, stage="canary")
+        judged = self._judge(
+            record,
+            data,
+            step.min_duration_s,
+            step.min_requests,
+            limit,
+            stage="canary",
+            all_traffic=step.weight >= 100,
+        )
         if judged is None:
             return record
         passed, numbers, reason = judged
@@ -266,13 +274,19 @@ class RolloutController:
         max_duration_s: float,
         *,
         stage: str,
+        all_traffic: bool = False,
     ) -> tuple[bool, dict[str, Any], str] | None:
-        """None while the stage must go on; else (passed, numbers, reason)."""
+        """None while the stage must go on; else (passed, numbers, reason).
+
+        A step sending all traffic to the candidate leaves stable nothing to answer in its window:
+        stable is then judged over its baseline (``_stable_baseline``), the latest window it served.
+        """
         started, now = data.started_at(), self.env.now()
         assert started is not None  # set when the stage was entered
         elapsed = (now - started).total_seconds()
         if elapsed < min_duration_s:
             return None
+        baseline = self._stable_baseline(data, started) if all_traffic else None
         candidate, stable = read_windows(
             self.env.store,
             data.deployment,
@@ -281,8 +295,15 @@ class RolloutController:
             since=started,
             until=now,
             shadow=stage == "shadow",
+            stable_window=baseline,
         )
-        window = {"since": started.isoformat(), "until": now.isoformat(), "elapsed_s": round(elapsed, 3)}
+        window: dict[str, Any] = {
+            "since": started.isoformat(),
+            "until": now.isoformat(),
+            "elapsed_s": round(elapsed, 3),
+        }
+        if baseline is not None:
+            window["stable_since"], window["stable_until"] = (t.isoformat() for t in baseline)
         seen = len(candidate.requests)
         if seen < min_requests:
             if elapsed < max_duration_s:
@@ -301,6 +322,15 @@ class RolloutController:
             stage="shadow" if stage == "shadow" else "canary",
         )
         return result.passed, {"window": window, "analysis": result.numbers()}, result.summary()
+
+    def _stable_baseline(self, data: RolloutData, started: datetime) -> tuple[datetime, datetime]:
+        """The previous step's analysis window, or (a first step at 100%) as long a window just before
+        this step began, when stable still served everything."""
+        previous = (data.last_analysis or {}).get("window") or {}
+        if previous.get("since") and previous.get("until"):
+            return datetime.fromisoformat(previous["since"]), datetime.fromisoformat(previous["until"])
+        span = self.env.now() - started
+        return started - span, started
 
     def _finish(self, record: LifecycleRecord, data: RolloutData) -> LifecycleRecord:
         record = self.runs.get(record.id)
