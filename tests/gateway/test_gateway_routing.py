@@ -135,3 +135,36 @@ async def test_cache_hits_only_deterministic_requests_per_key(home: Home, make_k
             session.execute(select(GatewayRequest).where(GatewayRequest.cache_hit.is_(True))).scalars()
         )
     assert len(hits) == 3 and all(r.cost_usd == 0 for r in hits)
+
+
+async def test_a_request_its_arm_could_not_serve_is_logged_against_that_arm_s_version(
+    home: Home, make_key: Any, gw: Any
+) -> None:
+    """A canary whose every replica fails (or is ejected) must count its failures, not vanish."""
+    key = make_key()
+    stable, canary = gw.MockUpstream("stable"), gw.MockUpstream("canary", fail_status=500)
+    spec = gw.deployment(
+        "support-bot",
+        max_retries=0,
+        arms=[
+            {"name": "stable", "weight": 50, "model": "support-bot@1"},
+            {"name": "canary", "weight": 50, "model": "support-bot@2"},
+        ],
+    )
+    mocks = gw.in_process(support_bot__stable=stable, support_bot__canary=canary)
+    mocks = {k.replace("support_bot", "support-bot"): v for k, v in mocks.items()}
+    async with gw.client(home, gw.config(spec), mocks) as (client, _):
+        answers = [
+            await client.post("/v1/chat/completions", json=gw.chat_body(user=f"u{i}"), headers=gw.bearer(key))
+            for i in range(30)
+        ]
+    failed = [a for a in answers if a.status_code != 200]
+    assert failed and len(failed) < 30
+    with home.store.read() as session:
+        rows = list(session.execute(select(GatewayRequest)).scalars())
+    assert len(rows) == 30
+    unserved = [r for r in rows if r.status != 200]
+    assert len(unserved) == len(failed)
+    assert {(r.arm, r.model_version) for r in unserved} == {("canary", "support-bot@2")}, (
+        "failed while ejected, too"
+    )
