@@ -168,3 +168,27 @@ async def test_a_request_its_arm_could_not_serve_is_logged_against_that_arm_s_ve
     assert {(r.arm, r.model_version) for r in unserved} == {("canary", "support-bot@2")}, (
         "failed while ejected, too"
     )
+
+
+async def test_a_mirrored_request_is_logged_with_the_version_it_started_on(
+    home: Home, make_key: Any, gw: Any
+) -> None:
+    key = make_key()
+    shadow = gw.MockUpstream("shadow", first_delay=0.5)
+    spec = gw.deployment("support-bot", shadow={"arm": {"name": "shadow"}, "sample_rate": 1.0})
+    mocks = gw.in_process(support_bot=gw.MockUpstream("stable"), support_bot__shadow=shadow)
+    mocks = {k.replace("support_bot", "support-bot"): v for k, v in mocks.items()}
+    async with gw.client(home, gw.config(spec), mocks) as (client, gateway):
+        arm = gateway.table.get("support-bot").shadow
+        started_on = arm.model_version
+        answer = await client.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(key))
+        assert answer.status_code == 200
+        arm.model_version = "support-bot@moved"  # what an alias move does to the arm meanwhile
+        deadline = time.monotonic() + 20
+        while gateway.pipeline.shadow._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    with home.store.read() as session:
+        (mirrored,) = session.execute(
+            select(GatewayRequest).where(GatewayRequest.shadow_of.is_not(None))
+        ).scalars()
+    assert mirrored.status == 200 and mirrored.model_version == started_on != "support-bot@moved"
