@@ -105,3 +105,8 @@ def test_a_dumped_spec_validates_again(mode: str) -> None:
         dumped = spec.model_dump(mode=mode, exclude_unset=exclude_unset)  # type: ignore[arg-type]
         assert "threads" not in dumped["backend"]["engine"]
         assert DeploymentSpec.model_validate(dumped) == spec
+
+
+def test_a_shadow_stage_is_refused_until_targets_can_mirror() -> None:
+    message = _refusal({**MINIMAL, "rollout": {"shadow": {"sample_rate": 0.5}}})
+    assert "field 'rollout'" in message and "shadow stage is not supported yet" in message
