@@ -222,3 +222,18 @@ def test_a_step_at_100_percent_compares_with_stable_s_latest_window(
     metrics = promoting.numbers["analysis"]["metrics"]
     assert metrics["error_rate_increase"]["n_stable"] == 30, "stable judged over step 1's window"
     assert "stable_since" in promoting.numbers["window"]
+
+
+class _SlowTarget(FakeTarget):
+    """Candidate replicas that take longer to start than the controller's lease lasts."""
+
+    def apply(self, spec, *, track="stable", model=None, replicas=None):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        return super().apply(spec, track=track, model=model, replicas=replicas)
+
+
+def test_the_lease_is_kept_while_the_target_is_slow(sqlite_home: Home, registry: Registry) -> None:
+    controller = _controller(sqlite_home, registry, Clock(), _SlowTarget(), lease_ttl_s=0.4)
+    run = controller.start(spec([10, 100]), "bot@2", actor="alice")
+    assert controller.tick(run.id).state == "canary", "a slow start did not cost the lease"
+    assert controller.runs.get(run.id).lease_holder == controller.env.holder

@@ -19,12 +19,13 @@ after every target call, so no gateway worker is ever left with only a zero-weig
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -177,7 +178,30 @@ class RolloutController:
             "rolling_back": self._finish,
             "aborting": self._finish,
         }
-        return handlers[record.state](record, data)
+        with self._lease_kept(run_id):  # a handler may wait long on the target (replicas starting)
+            return handlers[record.state](record, data)
+
+    @contextlib.contextmanager
+    def _lease_kept(self, run_id: str) -> Iterator[None]:
+        """Renew the run's lease from a thread while the body runs, so a slow target call does not
+        let it expire under a live controller."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.env.lease_ttl_s / 3):
+                try:
+                    self.runs.renew(run_id, self.env.holder, ttl_s=self.env.lease_ttl_s)
+                except LLMOpsError as exc:
+                    log.warning("rollout %s: lease not renewed: %s", run_id, exc.message)
+                    return
+
+        keeper = threading.Thread(target=renew, name=f"lease-{run_id[:8]}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _starting(self, record: LifecycleRecord, data: RolloutData) -> LifecycleRecord:
         policy, spec = data.rollout_policy(), data.deployment_spec()
@@ -403,7 +427,8 @@ class RolloutController:
                     continue
                 try:
                     self.runs.acquire(record.id, self.env.holder, ttl_s=self.env.lease_ttl_s)
-                except Conflict:
+                    self._tick_logged(record.id)
+                except Conflict as exc:  # taken by another controller meanwhile: it drives the run now
+                    log.warning("rollout %s: %s", record.id, exc.message)
                     continue
-                self._tick_logged(record.id)
             stop.wait(poll_s)
