@@ -206,3 +206,34 @@ def test_two_controllers_never_drive_one_rollout_and_a_restarted_one_resumes(
         _serve_step(sqlite_home, clock)
         record = second.tick(run.id)
     assert record.state == "promoted"
+
+
+def test_a_step_at_100_percent_compares_with_stable_s_latest_window(
+    sqlite_home: Home, registry: Registry
+) -> None:
+    clock, target = Clock(), FakeTarget()
+    controller = _controller(sqlite_home, registry, clock, target)
+    run = controller.start(spec([10, 100]), "bot@2", actor="alice")
+    assert _run(controller, sqlite_home, clock, run.id, 1) == "canary"  # step 1 passed with both arms
+    traffic(sqlite_home, "bot@2", 30, clock.now(), arm="canary")  # stable serves nothing now
+    clock.advance(1.5)
+    assert controller.tick(run.id).state == "promoted", "too few stable samples would have failed it"
+    promoting = next(t for t in controller.runs.history(run.id) if t.to_state == "promoting")
+    metrics = promoting.numbers["analysis"]["metrics"]
+    assert metrics["error_rate_increase"]["n_stable"] == 30, "stable judged over step 1's window"
+    assert "stable_since" in promoting.numbers["window"]
+
+
+class _SlowTarget(FakeTarget):
+    """Candidate replicas that take longer to start than the controller's lease lasts."""
+
+    def apply(self, spec, *, track="stable", model=None, replicas=None):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        return super().apply(spec, track=track, model=model, replicas=replicas)
+
+
+def test_the_lease_is_kept_while_the_target_is_slow(sqlite_home: Home, registry: Registry) -> None:
+    controller = _controller(sqlite_home, registry, Clock(), _SlowTarget(), lease_ttl_s=0.4)
+    run = controller.start(spec([10, 100]), "bot@2", actor="alice")
+    assert controller.tick(run.id).state == "canary", "a slow start did not cost the lease"
+    assert controller.runs.get(run.id).lease_holder == controller.env.holder

@@ -69,3 +69,9 @@ def test_start_refuses_a_bad_policy_and_an_unknown_target(cli, tmp_path: Path) -
     assert unknown.code != 0 and "unknown deploy target 'nope'" in unknown.err
     other = cli("rollout", "start", "other", "--candidate", "bot@2", "--spec", spec_file, "--target", "nope")
     assert other.code != 0 and "describes 'bot', not 'other'" in other.err
+
+
+def test_start_without_spec_uses_the_applied_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    missing = cli("rollout", "start", "bot", "--candidate", "bot@2")
+    assert missing.code != 0 and "deployment 'bot' is not running" in missing.err
+    assert "llmops deploy apply" in missing.err

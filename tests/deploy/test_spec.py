@@ -96,3 +96,17 @@ def test_docs_reference_lists_every_top_level_field() -> None:
     reference = text.split("## Spec reference", 1)[1].split("## ", 1)[0]
     documented = {line.split("`")[1] for line in reference.splitlines() if line.startswith("| `")}
     assert documented == set(DeploymentSpec.model_fields)
+
+
+@pytest.mark.parametrize("mode", ["python", "json"])
+def test_a_dumped_spec_validates_again(mode: str) -> None:
+    spec = parse_spec({**MINIMAL, "backend": {"kind": "transformers", "engine": {"max_num_seqs": 4}}})
+    for exclude_unset in (False, True):
+        dumped = spec.model_dump(mode=mode, exclude_unset=exclude_unset)  # type: ignore[arg-type]
+        assert "threads" not in dumped["backend"]["engine"]
+        assert DeploymentSpec.model_validate(dumped) == spec
+
+
+def test_a_shadow_stage_is_refused_until_targets_can_mirror() -> None:
+    message = _refusal({**MINIMAL, "rollout": {"shadow": {"sample_rate": 0.5}}})
+    assert "field 'rollout'" in message and "shadow stage is not supported yet" in message

@@ -212,5 +212,14 @@ def test_faults_name_what_failed_and_leave_nothing_running(
             lambda: getattr(target.lifecycle.latest("support-bot"), "state", None) == "failed", "failed", 60
         )
         assert _replica_processes(deploy_home) == [], "the replica that never became ready was stopped"
+
+        failed_gates = {
+            "passed": False,
+            "gates": [{"name": "acc", "passed": False, "reason": "acc 0.1 < 0.5"}],
+        }
+        Registry.from_home(deploy_home).merge_tags("support-bot@1", {"gates/smoke": failed_gates})
+        gated = cli("deploy", "apply", _spec_file(tmp_path), "--gateway", url, "--gateway-key", deployer)
+        assert gated.code == 2 and "suite 'smoke' failed: acc 0.1 < 0.5" in gated.err, gated.err
+        assert _replica_processes(deploy_home) == []
     finally:
         _stop_everything(target)

@@ -2,7 +2,8 @@
 
 Answers ``{name}: tok tok ...`` with ``max_tokens`` tokens (default 5), streamed as SSE chunks when
 asked, with usage when ``stream_options.include_usage`` is set. Run as a script to serve it on a
-port (prints the port): ``python mock_upstream.py --name r1 --port 0 --token-delay 0.01``.
+port (prints the port): ``python mock_upstream.py --name r1 --port 0 --token-delay 0.01`` (also
+``--first-delay S`` and ``--fail-status 500``).
 """
 
 from __future__ import annotations
@@ -144,11 +145,15 @@ def main() -> None:
     parser.add_argument("--name", default="mock")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--first-delay", type=float, default=0.0, help="Seconds before the first token.")
+    parser.add_argument("--fail-status", type=int, default=None, help="Answer every request with it.")
     args = parser.parse_args()
     sock = socket.socket()
     sock.bind(("127.0.0.1", args.port))
     print(sock.getsockname()[1], flush=True)
-    app = MockUpstream(args.name, token_delay=args.token_delay)
+    app = MockUpstream(
+        args.name, token_delay=args.token_delay, first_delay=args.first_delay, fail_status=args.fail_status
+    )
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     sys.exit(0)

@@ -135,3 +135,60 @@ async def test_cache_hits_only_deterministic_requests_per_key(home: Home, make_k
             session.execute(select(GatewayRequest).where(GatewayRequest.cache_hit.is_(True))).scalars()
         )
     assert len(hits) == 3 and all(r.cost_usd == 0 for r in hits)
+
+
+async def test_a_request_its_arm_could_not_serve_is_logged_against_that_arm_s_version(
+    home: Home, make_key: Any, gw: Any
+) -> None:
+    """A canary whose every replica fails (or is ejected) must count its failures, not vanish."""
+    key = make_key()
+    stable, canary = gw.MockUpstream("stable"), gw.MockUpstream("canary", fail_status=500)
+    spec = gw.deployment(
+        "support-bot",
+        max_retries=0,
+        arms=[
+            {"name": "stable", "weight": 50, "model": "support-bot@1"},
+            {"name": "canary", "weight": 50, "model": "support-bot@2"},
+        ],
+    )
+    mocks = gw.in_process(support_bot__stable=stable, support_bot__canary=canary)
+    mocks = {k.replace("support_bot", "support-bot"): v for k, v in mocks.items()}
+    async with gw.client(home, gw.config(spec), mocks) as (client, _):
+        answers = [
+            await client.post("/v1/chat/completions", json=gw.chat_body(user=f"u{i}"), headers=gw.bearer(key))
+            for i in range(30)
+        ]
+    failed = [a for a in answers if a.status_code != 200]
+    assert failed and len(failed) < 30
+    with home.store.read() as session:
+        rows = list(session.execute(select(GatewayRequest)).scalars())
+    assert len(rows) == 30
+    unserved = [r for r in rows if r.status != 200]
+    assert len(unserved) == len(failed)
+    assert {(r.arm, r.model_version) for r in unserved} == {("canary", "support-bot@2")}, (
+        "failed while ejected, too"
+    )
+
+
+async def test_a_mirrored_request_is_logged_with_the_version_it_started_on(
+    home: Home, make_key: Any, gw: Any
+) -> None:
+    key = make_key()
+    shadow = gw.MockUpstream("shadow", first_delay=0.5)
+    spec = gw.deployment("support-bot", shadow={"arm": {"name": "shadow"}, "sample_rate": 1.0})
+    mocks = gw.in_process(support_bot=gw.MockUpstream("stable"), support_bot__shadow=shadow)
+    mocks = {k.replace("support_bot", "support-bot"): v for k, v in mocks.items()}
+    async with gw.client(home, gw.config(spec), mocks) as (client, gateway):
+        arm = gateway.table.get("support-bot").shadow
+        started_on = arm.model_version
+        answer = await client.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(key))
+        assert answer.status_code == 200
+        arm.model_version = "support-bot@moved"  # what an alias move does to the arm meanwhile
+        deadline = time.monotonic() + 20
+        while gateway.pipeline.shadow._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    with home.store.read() as session:
+        (mirrored,) = session.execute(
+            select(GatewayRequest).where(GatewayRequest.shadow_of.is_not(None))
+        ).scalars()
+    assert mirrored.status == 200 and mirrored.model_version == started_on != "support-bot@moved"

@@ -22,6 +22,7 @@ from llmops.deploy.policy import RolloutPolicy
 from llmops.deploy.rollout import RolloutController, RolloutEnv
 from llmops.deploy.rollout_state import ROLLOUT_MACHINE, RolloutData
 from llmops.deploy.spec import load_spec
+from llmops.deploy.supervisor import applied_spec
 from llmops.deploy.targets import open_target
 from llmops.deploy.traffic import current_weights
 from llmops.errors import InvalidInput, NotFound
@@ -34,10 +35,23 @@ app = typer.Typer(
 )
 TARGET = typer.Option("local", "--target", help="Deploy target that starts candidate replicas.")
 SETTLE = typer.Option(5.0, "--settle-s", min=0, help="Seconds gateway workers take to apply a split.")
+LEASE = typer.Option(
+    30.0,
+    "--lease-s",
+    min=1,
+    help="Lease of a driven rollout, renewed every tick; a killed controller's rollout is taken over "
+    "after it expires.",
+)
 
 
-def _controller(home: Home, target: str, settle_s: float) -> RolloutController:
-    env = RolloutEnv(home.store, Registry.from_home(home), open_target(target, home), settle_s=settle_s)
+def _controller(home: Home, target: str, settle_s: float, lease_s: float) -> RolloutController:
+    env = RolloutEnv(
+        home.store,
+        Registry.from_home(home),
+        open_target(target, home),
+        lease_ttl_s=lease_s,
+        settle_s=settle_s,
+    )
     return RolloutController(env)
 
 
@@ -81,7 +95,12 @@ def start(
     ctx: typer.Context,
     deployment: str = typer.Argument(..., help="The deployment to roll out to."),
     candidate: str = typer.Option(..., "--candidate", help="Registry reference of the candidate (bot@4)."),
-    spec_file: Path = typer.Option(..., "--spec", help="The deployment's deployment.yaml."),
+    spec_file: Path | None = typer.Option(
+        None,
+        "--spec",
+        help="deployment.yaml to roll out with (its backend runs the candidate); default the spec "
+        "`llmops deploy apply` applied, from the store.",
+    ),
     policy_file: Path | None = typer.Option(
         None, "--policy", help="Rollout policy YAML (default the spec's)."
     ),
@@ -89,14 +108,15 @@ def start(
     detach: bool = typer.Option(False, help="Only record it; `llmops rollout controller` drives it."),
     target: str = TARGET,
     settle_s: float = SETTLE,
+    lease_s: float = LEASE,
 ) -> None:
     """Check the candidate's gates and roll it out step by step (drives it unless --detach)."""
     home = home_of(ctx)
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file) if spec_file else applied_spec(home, deployment)
     if spec.name != deployment:
         raise InvalidInput(f"{spec_file} describes {spec.name!r}, not {deployment!r}", param="spec")
     policy = _policy(policy_file)  # a bad file is refused before anything is touched
-    controller = _controller(home, target, settle_s)
+    controller = _controller(home, target, settle_s, lease_s)
     record = controller.start(spec, candidate, actor=home.actor, policy=policy, reason=reason)
     console.print(f"rollout {record.id[:12]}: {candidate} on {deployment}: gates passed")
     if detach:
@@ -214,10 +234,11 @@ def controller(
     poll_s: float = typer.Option(1.0, "--poll-s", min=0.05, help="How often active rollouts are ticked."),
     target: str = TARGET,
     settle_s: float = SETTLE,
+    lease_s: float = LEASE,
 ) -> None:
     """Drive every active rollout whose lease is free, until interrupted (SIGINT/SIGTERM)."""
     home = home_of(ctx)
-    driver = _controller(home, target, settle_s)
+    driver = _controller(home, target, settle_s, lease_s)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

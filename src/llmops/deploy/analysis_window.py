@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from llmops.deploy.analysis import ArmWindow, RequestSample
 from llmops.store.database import Store
@@ -38,15 +38,24 @@ def read_windows(
     since: datetime,
     until: datetime,
     shadow: bool = False,
+    stable_window: tuple[datetime, datetime] | None = None,
 ) -> tuple[ArmWindow, ArmWindow]:
-    """(candidate, stable) over ``[since, until)`` of ``deployment``."""
-    versions = (candidate_version, stable_version)
-    base = (
-        select(GatewayRequest.id)
-        .where(GatewayRequest.deployment == deployment)
-        .where(GatewayRequest.ts >= since, GatewayRequest.ts < until)
-        .where(GatewayRequest.model_version.in_(versions))
+    """(candidate, stable) over ``[since, until)`` of ``deployment``; stable over ``stable_window``
+    instead when given (a step sending it no traffic compares with stable's latest window)."""
+    stable_since, stable_until = stable_window or (since, until)
+    in_window = or_(
+        and_(
+            GatewayRequest.model_version == candidate_version,
+            GatewayRequest.ts >= since,
+            GatewayRequest.ts < until,
+        ),
+        and_(
+            GatewayRequest.model_version == stable_version,
+            GatewayRequest.ts >= stable_since,
+            GatewayRequest.ts < stable_until,
+        ),
     )
+    base = select(GatewayRequest.id).where(GatewayRequest.deployment == deployment).where(in_window)
     rows_query = select(
         GatewayRequest.model_version,
         GatewayRequest.shadow_of,

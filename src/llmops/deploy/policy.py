@@ -90,7 +90,9 @@ def _default_steps() -> list[CanaryStep]:
 class RolloutPolicy(_Strict):
     """How a candidate reaches 100% of a deployment's traffic, or is pulled back."""
 
-    shadow: ShadowStage | None = Field(None, description="Optional shadow stage before the first step.")
+    shadow: ShadowStage | None = Field(
+        None, description="Shadow stage before the first step: not supported yet, refused when set."
+    )
     steps: list[CanaryStep] = Field(
         default_factory=_default_steps, description="Canary steps in order; the last should be 100."
     )
@@ -119,6 +121,13 @@ class RolloutPolicy(_Strict):
             raise ValueError("steps: give at least one canary step (e.g. weight: 100)")
         if weights != sorted(weights) or len(set(weights)) != len(weights):
             raise ValueError(f"steps: weights must strictly increase, got {weights}")
+        if self.shadow is not None:
+            # the deploy targets cannot yet make the gateway mirror to a candidate's track: refuse the
+            # stage rather than run one that never sees a mirrored request
+            raise ValueError(
+                "shadow: a shadow stage is not supported yet (the gateway does not mirror to a "
+                "rollout's candidate); remove `shadow:` and start with a small canary step instead"
+            )
         if self.require_signature and self.signing_public_key is None:
             raise ValueError("require_signature: set signing_public_key to the PEM file of the signing key")
         return self

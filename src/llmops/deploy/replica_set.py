@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops.deploy.gates import require_gate
 from llmops.deploy.processes import (
     ReplicaRecord,
     is_running,
@@ -29,24 +30,6 @@ from llmops.registry.client import Registry
 
 if TYPE_CHECKING:
     from llmops.deploy.supervisor import Supervisor
-
-
-def check_gates(registry: Registry, ref: str) -> str:
-    """The version ``ref`` names; ``InvalidInput`` when its stored evaluation gates failed."""
-    info = registry.get(ref)
-    failed = [
-        name.removeprefix("gates/")
-        for name, value in info.tags.items()
-        if name.startswith("gates/") and isinstance(value, dict) and value.get("passed") is False
-    ]
-    if failed:
-        raise InvalidInput(
-            f"{info.ref} failed its evaluation gates ({', '.join(sorted(failed))}); deploy a version that "
-            "passed, or set rollout.require_passed_gates: false",
-            param="model",
-            code="gates_failed",
-        )
-    return info.ref
 
 
 @dataclass
@@ -74,6 +57,12 @@ class ReplicaSet:
         if self.spec is None:
             raise LLMOpsError("the deployment has no spec yet; apply one first")
         return self.spec
+
+    def track_spec(self, track: str) -> DeploymentSpec:
+        """How ``track``'s replicas run: a candidate track keeps the spec it was applied with (a
+        rollout may serve its candidate another way, e.g. on an external OpenAI-compatible server)."""
+        raw = self.tracks.get(track, {}).get("spec")
+        return DeploymentSpec.model_validate(raw) if raw and track != "stable" else self._spec
 
     # -- adoption ---------------------------------------------------------------------------------
 
@@ -130,7 +119,7 @@ class ReplicaSet:
         return self.supervisor.home.settings.resolved_home() / "deploy" / self._spec.name / f"{name}.log"
 
     def _launch(self, record: ReplicaRecord) -> None:
-        spec = self._spec
+        spec = self.track_spec(record.track)
         local = None
         if isinstance(spec.backend, VLLMBackend):
             local = Registry.from_home(self.supervisor.home).local_path(record.model_version)
@@ -141,7 +130,7 @@ class ReplicaSet:
         record.log, record.state, record.started_at = str(log_path), "starting", time.time()
 
     def _new_record(self, track: str, model: str, version: str, index: int, taken: set[int]) -> ReplicaRecord:
-        spec = self._spec
+        spec = self.track_spec(track)
         name = f"{spec.name}-{track}-{index}"
         host = spec.network.host
         if isinstance(spec.backend, OpenAIBackend):
@@ -177,7 +166,7 @@ class ReplicaSet:
                         f"replica {record.name} ({record.model_version}) exited while starting; "
                         f"see {record.log}"
                     )
-                if probe(record.url + spec.readiness.path, 2.0):
+                if probe(record.url + self.track_spec(record.track).readiness.path, 2.0):
                     self._register(record)
                     record.state, record.detail = "ready", None
                     pending.remove(record)
@@ -229,16 +218,17 @@ class ReplicaSet:
             raise InvalidInput(
                 f"spec name {spec.name!r} differs from deployment {self.spec.name!r}", param="name"
             )
-        previous = self.spec
+        previous, previous_track = self.spec, self.tracks.get(track)
         if track == "stable" or self.spec is None:
             self.spec = spec
+        own = {} if track == "stable" else {"spec": spec.model_dump(mode="json", exclude_unset=True)}
         ref = model or spec.model
         registry = Registry.from_home(self.supervisor.home)
         try:
-            version = (
-                check_gates(registry, ref) if spec.rollout.require_passed_gates else registry.get(ref).ref
-            )
+            # a stable track may start a version nobody evaluated; a candidate's gates must have passed
+            version = require_gate(registry, ref, spec.rollout, unevaluated_ok=track == "stable")
             self._ensure_gateway_arm(spec, track, ref)
+            self.tracks[track] = {**(previous_track or {}), **own}
             count = replicas if replicas is not None else spec.replicas.count
             current = [r for r in self.records if r.track == track]
             same = [r for r in current if r.model_version == version]
@@ -246,11 +236,15 @@ class ReplicaSet:
             new = self._start(track, ref, version, max(0, count - len(same)), self._next_index(track))
         except BaseException:
             self.spec = previous
+            if previous_track is None:
+                self.tracks.pop(track, None)
+            else:
+                self.tracks[track] = previous_track
             raise
         self.records += new
         surplus = same[count:] if len(same) > count else []
         self._retire(old + surplus)
-        self.tracks[track] = {"model": ref, "model_version": version, "count": count}
+        self.tracks[track] = {"model": ref, "model_version": version, "count": count, **own}
         return {
             "track": track,
             "model": ref,
@@ -353,14 +347,16 @@ class ReplicaSet:
         record.restarts += 1
         record.next_start_at = None
         try:
-            if record.port is not None and not is_running(record):
+            if record.port is None:  # an external (openai) replica: nothing to start, probe it again
+                record.state, record.started_at = "starting", time.time()
+            elif not is_running(record):
                 self._launch(record)
                 record.state = "starting"
         except LLMOpsError as exc:
             self.crashed(record, exc.message)
 
     def check_start(self, record: ReplicaRecord) -> None:
-        spec = self._spec
+        spec = self.track_spec(record.track)
         if probe(record.url + spec.readiness.path, 2.0):
             try:
                 self._register(record)

@@ -19,12 +19,13 @@ after every target call, so no gateway worker is ever left with only a zero-weig
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -177,7 +178,30 @@ class RolloutController:
             "rolling_back": self._finish,
             "aborting": self._finish,
         }
-        return handlers[record.state](record, data)
+        with self._lease_kept(run_id):  # a handler may wait long on the target (replicas starting)
+            return handlers[record.state](record, data)
+
+    @contextlib.contextmanager
+    def _lease_kept(self, run_id: str) -> Iterator[None]:
+        """Renew the run's lease from a thread while the body runs, so a slow target call does not
+        let it expire under a live controller."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.env.lease_ttl_s / 3):
+                try:
+                    self.runs.renew(run_id, self.env.holder, ttl_s=self.env.lease_ttl_s)
+                except LLMOpsError as exc:
+                    log.warning("rollout %s: lease not renewed: %s", run_id, exc.message)
+                    return
+
+        keeper = threading.Thread(target=renew, name=f"lease-{run_id[:8]}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _starting(self, record: LifecycleRecord, data: RolloutData) -> LifecycleRecord:
         policy, spec = data.rollout_policy(), data.deployment_spec()
@@ -222,7 +246,15 @@ class RolloutController:
         step = policy.steps[data.step]
         self._split(data, step.weight, f"rollout {record.id}: step {data.step + 1}")
         limit = step.max_duration_s or max(10 * step.min_duration_s, 600.0)
-        judged = self._judge(record, data, step.min_duration_s, step.min_requests, limit, stage="canary")
+        judged = self._judge(
+            record,
+            data,
+            step.min_duration_s,
+            step.min_requests,
+            limit,
+            stage="canary",
+            all_traffic=step.weight >= 100,
+        )
         if judged is None:
             return record
         passed, numbers, reason = judged
@@ -266,13 +298,19 @@ class RolloutController:
         max_duration_s: float,
         *,
         stage: str,
+        all_traffic: bool = False,
     ) -> tuple[bool, dict[str, Any], str] | None:
-        """None while the stage must go on; else (passed, numbers, reason)."""
+        """None while the stage must go on; else (passed, numbers, reason).
+
+        A step sending all traffic to the candidate leaves stable nothing to answer in its window:
+        stable is then judged over its baseline (``_stable_baseline``), the latest window it served.
+        """
         started, now = data.started_at(), self.env.now()
         assert started is not None  # set when the stage was entered
         elapsed = (now - started).total_seconds()
         if elapsed < min_duration_s:
             return None
+        baseline = self._stable_baseline(data, started) if all_traffic else None
         candidate, stable = read_windows(
             self.env.store,
             data.deployment,
@@ -281,8 +319,15 @@ class RolloutController:
             since=started,
             until=now,
             shadow=stage == "shadow",
+            stable_window=baseline,
         )
-        window = {"since": started.isoformat(), "until": now.isoformat(), "elapsed_s": round(elapsed, 3)}
+        window: dict[str, Any] = {
+            "since": started.isoformat(),
+            "until": now.isoformat(),
+            "elapsed_s": round(elapsed, 3),
+        }
+        if baseline is not None:
+            window["stable_since"], window["stable_until"] = (t.isoformat() for t in baseline)
         seen = len(candidate.requests)
         if seen < min_requests:
             if elapsed < max_duration_s:
@@ -301,6 +346,15 @@ class RolloutController:
             stage="shadow" if stage == "shadow" else "canary",
         )
         return result.passed, {"window": window, "analysis": result.numbers()}, result.summary()
+
+    def _stable_baseline(self, data: RolloutData, started: datetime) -> tuple[datetime, datetime]:
+        """The previous step's analysis window, or (a first step at 100%) as long a window just before
+        this step began, when stable still served everything."""
+        previous = (data.last_analysis or {}).get("window") or {}
+        if previous.get("since") and previous.get("until"):
+            return datetime.fromisoformat(previous["since"]), datetime.fromisoformat(previous["until"])
+        span = self.env.now() - started
+        return started - span, started
 
     def _finish(self, record: LifecycleRecord, data: RolloutData) -> LifecycleRecord:
         record = self.runs.get(record.id)
@@ -373,7 +427,8 @@ class RolloutController:
                     continue
                 try:
                     self.runs.acquire(record.id, self.env.holder, ttl_s=self.env.lease_ttl_s)
-                except Conflict:
+                    self._tick_logged(record.id)
+                except Conflict as exc:  # taken by another controller meanwhile: it drives the run now
+                    log.warning("rollout %s: %s", record.id, exc.message)
                     continue
-                self._tick_logged(record.id)
             stop.wait(poll_s)

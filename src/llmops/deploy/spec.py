@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from llmops.deploy.policy import SLO, RolloutPolicy
 from llmops.deploy.target_settings import TargetSettings
@@ -56,6 +64,11 @@ class TransformersBackend(_Strict):
         if "threads" in self.engine.model_fields_set:
             raise ValueError("engine.threads: set the threads under resources.threads instead")
         return self
+
+    @field_serializer("engine")
+    def _engine_without_threads(self, engine: EngineConfig, info: SerializationInfo) -> dict[str, Any]:
+        # threads belong to resources.threads: a dump never carries them, so it validates again
+        return engine.model_dump(mode=info.mode, exclude={"threads"}, exclude_unset=info.exclude_unset)
 
 
 class VLLMBackend(_Strict):

@@ -30,7 +30,7 @@ from llmops.deploy.gateway_client import GatewayAdmin
 from llmops.deploy.processes import ReplicaRecord, is_running, probe, reap, resident_mb, stop
 from llmops.deploy.replica_set import ReplicaSet
 from llmops.deploy.spec import DeploymentSpec
-from llmops.errors import LLMOpsError
+from llmops.errors import LLMOpsError, NotFound
 from llmops.store.home import Home
 from llmops.store.lifecycle import Lifecycle, StateMachine
 
@@ -185,7 +185,8 @@ class Supervisor:
             return
         now = time.time()
         for replica in self.replicas.records:
-            if replica.state in ("ready", "starting") and not is_running(replica):
+            external = replica.pid is None and replica.port is None  # openai: probed, not a process
+            if replica.state in ("ready", "starting") and not external and not is_running(replica):
                 self.replicas.crashed(replica, "the process exited")
             elif replica.state == "starting":
                 self.replicas.check_start(replica)
@@ -213,6 +214,20 @@ class Supervisor:
             self._probe_failures[replica.name] = 0
             stop(replica, spec.drain.grace_s)
             self.replicas.crashed(replica, f"{failures} liveness probes of {spec.liveness.path} failed")  # type: ignore[union-attr]
+
+
+def applied_spec(home: Home, name: str) -> DeploymentSpec:
+    """The spec ``llmops deploy apply`` last applied to the running deployment ``name`` (its stable
+    track), as the supervisor's run holds it."""
+    run = Lifecycle(home.store, DEPLOYMENT).live(name)
+    raw = run.data.get("spec") if run is not None else None
+    if not raw:
+        raise NotFound(
+            f"deployment {name!r} is not running: `llmops deploy apply deployment.yaml` starts it (or pass "
+            "--spec deployment.yaml)",
+            param="deployment",
+        )
+    return DeploymentSpec.model_validate(raw)
 
 
 def replica_log(home: Home, name: str, replica: str) -> Path:

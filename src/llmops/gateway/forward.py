@@ -61,11 +61,21 @@ class NotServed(Exception):
     """No replica of a deployment could take the request. ``detail`` names replicas and their
     errors (operators only); ``overloaded``: every failure was a 429/503 or no replica was healthy."""
 
-    def __init__(self, deployment: str, detail: str, *, overloaded: bool) -> None:
+    def __init__(
+        self,
+        deployment: str,
+        detail: str,
+        *,
+        overloaded: bool,
+        arm: str | None = None,
+        model_version: str | None = None,
+    ) -> None:
         super().__init__(f"deployment {deployment!r} could not be served: {detail}")
         self.deployment = deployment
         self.detail = str(self)
         self.overloaded = overloaded
+        self.arm = arm  # the arm chosen, and its version when chosen (the request counts against it)
+        self.model_version = model_version
 
 
 class Forwarder:
@@ -87,12 +97,13 @@ class Forwarder:
         """A started answer of one of ``deployment``'s replicas, or ``NotServed``."""
         errors: list[str] = []
         arm = self.choose(deployment, parsed)
+        version = arm.model_version  # decided now: an alias move while it fails does not change it
         try:
             return await self.open_arm(deployment, arm, parsed, request_id, errors)
         except _Failed as exc:
             overloaded = not errors or exc.status in (429, 503)
         detail = "; ".join(errors) if errors else "no replica is healthy (all are ejected or failing checks)"
-        raise NotServed(deployment.name, detail, overloaded=overloaded)
+        raise NotServed(deployment.name, detail, overloaded=overloaded, arm=arm.name, model_version=version)
 
     async def open_arm(
         self,

@@ -32,6 +32,10 @@ class RequestContext:
     fallback_admission: Admission | None = None
     reservation: Reservation | None = None
     finished: bool = False
+    # the arm (and the version it served) that was chosen but could not serve the request: a failed
+    # request counts against that version (a canary whose replicas all fail is not invisible)
+    unserved_arm: str | None = None
+    unserved_version: str | None = None
 
     @property
     def prompt_estimate(self) -> int:

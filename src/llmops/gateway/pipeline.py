@@ -122,7 +122,8 @@ class Pipeline:
         except BaseException as exc:
             status = exc.status_code if isinstance(exc, LLMOpsError) else 500
             error = exc.detail or exc.message if isinstance(exc, LLMOpsError) else type(exc).__name__
-            await self.finish(ctx, Outcome(status=status, error=error))
+            outcome = Outcome(status, ctx.unserved_arm, ctx.unserved_version, error=error)
+            await self.finish(ctx, outcome)
             raise
         if parsed.stream and attempt.response.status == 200:
             return RelayResponse(ctx, attempt, self.forwarder, self.finish)
@@ -140,6 +141,7 @@ class Pipeline:
         except NotServed as failure:
             log.warning("request %s: %s", ctx.request_id, failure.detail)
             unserved, refused = failure, None
+            ctx.unserved_arm, ctx.unserved_version = failure.arm, failure.model_version or None
         for name in requested.config.fallbacks:
             if not ctx.principal.key.may_use(name):
                 continue

@@ -46,18 +46,20 @@ class ShadowMirror:
             return
         # a copy made now: the primary's context changes as it goes (a fallback may take it over)
         shadow_ctx = replace(ctx, request_id=f"{ctx.request_id}.shadow", ts=utcnow(), finished=False)
-        task = asyncio.create_task(self._mirror(shadow_ctx, arm), name=f"shadow-{ctx.request_id}")
+        # the version is decided now, as for a primary request: an alias moving while it runs changes nothing
+        version = arm.model_version
+        task = asyncio.create_task(self._mirror(shadow_ctx, arm, version), name=f"shadow-{ctx.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _mirror(self, ctx: RequestContext, arm: Arm) -> None:
+    async def _mirror(self, ctx: RequestContext, arm: Arm, version: str) -> None:
         status, error, payload, replica, seconds = 502, None, {}, None, 0.0
         try:
             async with asyncio.timeout(ctx.deployment.config.timeouts.total_s):
                 attempt = await self.forwarder.open_arm(
                     ctx.deployment, arm, ctx.parsed, ctx.request_id, [], stream=False
                 )
-                replica = attempt.replica.name
+                replica, version = attempt.replica.name, attempt.replica.model_version or version
                 try:
                     body = await attempt.rest()
                 finally:
@@ -67,12 +69,13 @@ class ShadowMirror:
         except (LLMOpsError, TimeoutError, Exception) as exc:
             error = f"shadow arm {arm.name!r} failed: {exc}"
         self.metrics.shadow.labels(outcome="ok" if status == 200 else "error").inc()
-        await self._log(ctx, arm, status, payload, replica, seconds, error)
+        await self._log(ctx, arm, version, status, payload, replica, seconds, error)
 
     async def _log(
         self,
         ctx: RequestContext,
         arm: Arm,
+        version: str,
         status: int,
         payload: dict[str, object],
         replica: str | None,
@@ -91,7 +94,7 @@ class ShadowMirror:
                 key_id=ctx.principal.key_id,
                 user=ctx.parsed.user,
                 deployment=ctx.deployment.name,
-                model_version=arm.model_version,
+                model_version=version,
                 arm=arm.name,
                 replica=replica,
                 shadow_of=ctx.request_id.removesuffix(".shadow"),
