@@ -39,7 +39,9 @@ class ServingTarget(FakeTarget):
         if track == "canary" and self.home is not None:
             at = utcnow() + timedelta(seconds=0.3)  # inside the step the controller enters next
             traffic(self.home, model or spec.model, self.requests, at, arm="canary", errors=self.errors)
-            traffic(self.home, "bot@1", self.requests, at, arm="stable")
+            # a lone 100% step judges stable over an equally long window just before the step
+            before = utcnow() - timedelta(seconds=0.5)
+            traffic(self.home, "bot@1", self.requests, before, arm="stable")
         return status
 
 
@@ -157,7 +159,7 @@ def test_a_rollout_still_going_at_the_timeout_fails_the_stage_and_a_rerun_attach
     assert record is not None and not record.terminal and not record.lease_live()  # left to a controller
     TARGET.requests = 30
     traffic(sqlite_home, "bot@2", 30, utcnow(), arm="canary")
-    traffic(sqlite_home, "bot@1", 30, utcnow(), arm="stable")
+    traffic(sqlite_home, "bot@1", 30, record.created_at, arm="stable")  # before the lone 100% step
     second = _run(cli, file, tmp_path)
     assert second.code == 0, second.out
     assert f"rollout {record.id[:12]} of bot@2 on bot is live (canary): attaching" in second.out

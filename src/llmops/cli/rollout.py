@@ -27,6 +27,7 @@ from llmops.deploy.targets import open_target
 from llmops.deploy.traffic import current_weights
 from llmops.errors import InvalidInput, NotFound
 from llmops.registry.client import Registry
+from llmops.security.yaml_input import load_yaml
 from llmops.store.home import Home
 from llmops.store.lifecycle import Lifecycle, LifecycleRecord
 
@@ -59,7 +60,7 @@ def _policy(path: Path | None) -> RolloutPolicy | None:
     if path is None:
         return None
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
         return RolloutPolicy.model_validate(raw)
     except (OSError, yaml.YAMLError, ValueError) as exc:
         raise InvalidInput(f"rollout policy {path} is invalid: {exc}", param="policy") from None

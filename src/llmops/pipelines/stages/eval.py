@@ -21,6 +21,7 @@ from llmops.evals.suite import load_suite
 from llmops.pipelines.stages.base import StageContext, StageKind, StageOutcome, StageParams
 from llmops.pipelines.stages.data_common import dataset_digest
 from llmops.registry import Registry
+from llmops.security.yaml_input import load_yaml
 from llmops.tracking import Tracker
 
 
@@ -35,7 +36,7 @@ def suite_text(ctx: StageContext, params: EvalParams) -> str:
     """The suite as the stage runs it (the file, with the pipeline's dataset)."""
     path = ctx.path(params.suite)
     try:
-        body: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        body: Any = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidInput(
             f"stage {ctx.stage!r}: params.suite: cannot read {path}: {exc}", param="suite"

@@ -15,6 +15,7 @@ from llmops.errors import InvalidInput, LLMOpsError
 from llmops.pipelines.stages.base import StageContext, StageKind, StageOutcome, StageParams, file_digest
 from llmops.pipelines.stages.data_common import dataset_digest
 from llmops.registry import Registry
+from llmops.security.yaml_input import load_yaml
 
 
 class TrainParams(StageParams):
@@ -54,7 +55,7 @@ def recipe_with_params(ctx: StageContext, params: TrainParams) -> dict[str, Any]
     """The recipe as the stage will run it: the file, then the pipeline's datasets and overrides."""
     path = ctx.path(params.recipe)
     try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+        recipe = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidInput(
             f"stage {ctx.stage!r}: params.recipe: cannot read {path}: {exc}", param="recipe"
