@@ -142,7 +142,10 @@ async def test_store_defined_deployment_and_canary_arm_reach_another_worker(
         "reason": "supervisor start",
     }
     with gw.serve(gw.MockUpstream("stable")) as stable_url, gw.serve(gw.MockUpstream("canary")) as canary_url:
-        async with gw.client(home, config) as (one, _), gw.client(home, config) as (two, gateway_two):
+        async with (
+            gw.client(home, config) as (one, gateway_one),
+            gw.client(home, config) as (two, gateway_two),
+        ):
             created = await one.put("/api/deployments/new-bot", json=put, headers=gw.bearer(deployer))
             assert created.status_code == 201, created.text
             assert (
@@ -163,6 +166,14 @@ async def test_store_defined_deployment_and_canary_arm_reach_another_worker(
                 headers=gw.bearer(deployer),
             )
             assert canary.status_code == 201 and canary.json()["arms"][1]["weight"] == 0
+            zeroed = await one.put(
+                "/api/deployments/new-bot/arms/stable",
+                json={"model": "new-bot@1", "weight": 0},
+                headers=gw.bearer(deployer),
+            )
+            assert zeroed.status_code == 400 and zeroed.json()["error"]["param"] == "weight"
+            held = [(a.name, a.weight) for a in gateway_one.table.get("new-bot").arms]
+            assert held == [("stable", 100.0), ("canary", 0.0)], "a refused change leaves no trace"
             await one.post(
                 "/api/deployments/new-bot/arms/canary/replicas",
                 json={"url": canary_url, "name": "new-bot-canary-0"},

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,7 +36,7 @@ from llmops.gateway.config import (
     TimeoutConfig,
     UpstreamConfig,
 )
-from llmops.security.yaml_input import load_yaml
+from llmops.security.yaml_input import read_yaml_file
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -340,13 +339,5 @@ def parse_spec(raw: Any, *, source: str = "deployment spec") -> DeploymentSpec:
 
 def load_spec(path: str | Path) -> DeploymentSpec:
     """Read ``deployment.yaml``; errors name the file, the field and the fix."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read deployment spec {path}: {exc.strerror}", param="spec") from None
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}", param="spec") from None
+    raw = read_yaml_file(path, what="deployment spec", param="spec")
     return parse_spec(raw, source=str(path))

@@ -177,6 +177,10 @@ def _arm_routes(router: APIRouter) -> None:
         version = await asyncio.to_thread(resolve_version, registry_resolver(gateway.home), body.model)
         existing = next((a for a in deployment.arms if a.name == arm), None)
         upstream_model = body.upstream_model or (existing.upstream_model if existing else name)
+        new_weight = body.weight if body.weight is not None else (existing.weight if existing else 0.0)
+        others = sum(a.weight for a in deployment.arms if a is not existing)
+        if others + new_weight <= 0:  # checked before anything changes: a refused change leaves no trace
+            raise InvalidInput("the arms' weights must add up to more than 0", param="weight")
         if existing is None:
             weight = body.weight or 0.0
             deployment.arms.append(Arm(arm, body.model, version, weight, upstream_model, []))
@@ -185,8 +189,6 @@ def _arm_routes(router: APIRouter) -> None:
             existing.upstream_model = upstream_model
             if body.weight is not None:
                 existing.weight = body.weight
-        if sum(a.weight for a in deployment.arms) <= 0:
-            raise InvalidInput("the arms' weights must add up to more than 0", param="weight")
         await asyncio.to_thread(
             persist, gateway, deployment, "all", actor(principal), "gateway.arm.put", body.reason
         )

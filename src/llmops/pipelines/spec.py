@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.errors import InvalidInput, did_you_mean
 from llmops.pipelines.stages import KINDS, StageKind, StageParams
-from llmops.security.yaml_input import load_yaml
+from llmops.security.yaml_input import read_yaml_file
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_-]+)\}")
@@ -290,14 +290,7 @@ def _check_gates(pipeline: Pipeline) -> None:
 
 def load(path: Path, overrides: Sequence[str] = ()) -> Pipeline:
     """Read and validate a pipeline file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read pipeline file {path}: {exc.strerror}", param="file") from None
-    try:
-        body = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}", param="file") from None
+    body = read_yaml_file(path, what="pipeline file", param="file")
     return build(body, Path(path), overrides)
 
 

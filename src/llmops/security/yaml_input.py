@@ -11,9 +11,12 @@ the document has once every alias is expanded. A refusal is a ``yaml.YAMLError``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from llmops.errors import InvalidInput
 
 MAX_CHARS = 16 << 20
 MAX_SCALAR_CHARS = 1 << 20
@@ -86,3 +89,17 @@ def load_yaml(
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def read_yaml_file(path: str | Path, *, what: str, param: str) -> Any:
+    """The YAML document in ``path``, loaded within limits; ``InvalidInput`` naming the file (and
+    ``param``) when it cannot be read or is not valid YAML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}", param=param) from None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {exc}", param=param) from None

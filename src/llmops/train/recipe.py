@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from llmops.errors import InvalidInput
-from llmops.security.yaml_input import load_yaml
+from llmops.security.yaml_input import read_yaml_file
 
 RecipeKind = Literal["pretrain", "finetune", "lora"]
 RowSchema = Literal["text", "prompt_completion", "chat"]
@@ -234,13 +233,5 @@ def _describe(error: Any) -> tuple[str, str]:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe YAML file; errors name the file and the field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read recipe {path}: {exc.strerror}", param="recipe") from None
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}", param="recipe") from None
+    raw = read_yaml_file(path, what="recipe", param="recipe")
     return parse_recipe(raw, source=str(path))
