@@ -17,8 +17,17 @@ def serving(app: Any, *, lifespan: str = "on", **options: Any) -> Iterator[str]:
 
     ``options`` go to ``uvicorn.Config`` (for example ``loop="uvloop", http="httptools"``).
     """
+    # log_config=None: uvicorn leaves logging as it is; its own config would bind handlers to the
+    # sys.stderr of the moment (a test's capture), which pytest closes when that test ends
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan=lifespan, **options
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
