@@ -23,11 +23,8 @@ def serving(app: Any, *, lifespan: str = "on", **options: Any) -> Iterator[str]:
         app,
         host="127.0.0.1",
         port=0,
-        log_level="warning",
-        log_config=None,
-        access_log=False,
         lifespan=lifespan,
-        **options,
+        **{"log_level": "warning", "log_config": None, "access_log": False, **options},
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -89,7 +89,7 @@ def test_served_answers_equal_the_evaluations_stored_outputs(cli: CliRunner, tmp
     params = load_suite(README_SUITE).generation
     same: Any = {"model": "demo-intent@production", "max_tokens": params.max_tokens, "temperature": 0}
     # log_config None: uvicorn keeps its hands off logging, which the cli fixture's capture owns.
-    with serving(app, loop="uvloop", http="httptools", log_config=None) as url:
+    with serving(app, loop="uvloop", http="httptools") as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=120)
         choices = []
         for start in range(0, len(outcomes), PROMPTS_PER_REQUEST):
