@@ -33,6 +33,11 @@ def test_a_valid_config_resolves_paths_and_references(world: LoopWorld) -> None:
         ({"triggers": []}, "triggers"),
         ({"curation": {"labels": []}}, "curation.labels"),
         ({"rollout": {"steps": [{"weight": 50}, {"weight": 10}]}}, "rollout"),
+        # MinHash LSH cannot band a threshold of 1 (exact duplicates are `exact: true`)
+        (
+            {"curation": {"labels": [{"kind": "corrections"}], "dedup": {"near_threshold": 1}}},
+            "curation.dedup.near_threshold",
+        ),
     ],
 )
 def test_shape_errors_name_the_field(world: LoopWorld, change: dict[str, Any], field: str) -> None:

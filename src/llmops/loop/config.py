@@ -172,7 +172,11 @@ class Replay(_Strict):
 class Dedup(_Strict):
     exact: bool = Field(True, description="Drop exact duplicates (normalised text).")
     near_threshold: float | None = Field(
-        0.85, gt=0, le=1, description="Drop near-duplicates at this MinHash Jaccard (None: off)."
+        0.85,
+        gt=0,
+        lt=1,
+        description="Drop near-duplicates at this MinHash Jaccard (below 1; None: off). Templated "
+        "prompts that differ in a word or two are near-duplicates at 0.85; raise it to keep them.",
     )
 
 
