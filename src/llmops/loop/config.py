@@ -200,11 +200,17 @@ class Curation(_Strict):
 
 
 class Retrain(_Strict):
-    """How the candidate is trained: a recipe, started from the champion."""
+    """How the candidate is trained: a recipe, started from the champion (directly, or through a pipeline)."""
 
     recipe: Path = Field(description="Training recipe YAML; its base and train data are set by the loop.")
     method: Literal["lora", "full"] = Field("full", description="LoRA adapter or full fine-tune.")
     candidate_name: str | None = Field(None, description="Registered name of candidates; default the model.")
+    pipeline: Path | None = Field(
+        None,
+        description="Train through this llmops.yaml with the pipelines runner instead: it declares the "
+        "params `train`, `base` and `model`, which each cycle sets, and a train stage running the recipe.",
+    )
+    stage: str = Field("train", min_length=1, description="Pipeline stage whose `model` is the candidate.")
 
 
 class Gate(_Strict):
@@ -308,7 +314,12 @@ def _with_base_dir(config: LoopConfig, base: Path) -> LoopConfig:
     return config.model_copy(
         update={
             "curation": config.curation.model_copy(update={"labels": labels}),
-            "retrain": config.retrain.model_copy(update={"recipe": resolve(config.retrain.recipe)}),
+            "retrain": config.retrain.model_copy(
+                update={
+                    "recipe": resolve(config.retrain.recipe),
+                    "pipeline": resolve(config.retrain.pipeline) if config.retrain.pipeline else None,
+                }
+            ),
             "gate": config.gate.model_copy(update={"suite": resolve(config.gate.suite)}),
             "deployment_spec": resolve(config.deployment_spec) if config.deployment_spec else None,
         }
