@@ -120,7 +120,9 @@ def main() -> None:
 
     step("2-4. The support-desk pipeline: data, training, evaluation, gate and registration from one file")
     pipeline = str(PIPELINE)
-    run = ("pipeline", "run", pipeline, "--stage", "register", "--reports", str(HOME / "reports"))
+    reports = HOME / "reports"
+    run = ("pipeline", "run", pipeline, "--stage", "register", "--reports", str(reports),
+           "-p", f"gate.summary={reports / 'gate.md'}")  # fmt: skip
     llmops("pipeline", "dag", pipeline)
     print(f"  {STEPS} training steps instead of the file's 300, to leave time for the rest of the story")
     llmops(*run, "-p", f"max_steps={STEPS}")
