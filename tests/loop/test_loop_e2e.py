@@ -1,4 +1,4 @@
-"""The maintenance loop's whole story on a small model trained here, nothing faked but the deploy target.
+"""The maintenance loop's whole story on a small model trained here; the deploy target is a recorder.
 
 A champion learns a two-intent task in its original wording. Production traffic then shifts to new
 wording; users correct the wrong answers. The drift trigger fires, curation builds a dataset with lineage
@@ -6,7 +6,8 @@ to the request ids, the real recipe runner fine-tunes a candidate, the evals run
 the champion (paired bootstrap), the gate passes, and the real rollout controller takes it through a
 canary step (its analysis reads request-log traffic of both arms that a recording target's clock
 writes) to promotion. Then two sabotaged cycles: a corrupted training set (the replay data's labels
-scrambled) is rejected by the gate, and a candidate whose canary answers with errors is rolled back;
+flipped) is rejected by the gate, and a candidate let through the gate (its comparison numbers chosen
+by the test) whose canary answers with errors is rolled back by the controller;
 production stays on the promoted version and the audit chain verifies throughout.
 """
 
@@ -19,11 +20,13 @@ from typing import Any
 import pytest
 from tests.deploy.rollout_fakes import FakeTarget, traffic
 from tests.loop.conftest import give_feedback, log_request
+from tests.loop.loop_fakes import FakeEvaluator
 
 from llmops.data.versions import DatasetStore
 from llmops.deploy.rollout import RolloutController, RolloutEnv
 from llmops.deploy.spec import parse_spec
 from llmops.loop.config import parse_config
+from llmops.loop.evaluation import Evaluator
 from llmops.loop.rollout import ControllerRollout
 from llmops.loop.service import LoopService
 from llmops.monitor.drift_store import profile_from_dataset, save_reference
@@ -140,7 +143,7 @@ class World:
             ids.add(request)
         return ids
 
-    def service(self, **changes: Any) -> LoopService:
+    def service(self, evaluator: Evaluator | None = None, **changes: Any) -> LoopService:
         config = parse_config(
             {
                 "deployment": "bot",
@@ -169,7 +172,7 @@ class World:
         env = RolloutEnv(self.home.store, self.registry, self.target, settle_s=0.0,
                          sleep=self._sleep)  # fmt: skip
         rollout = ControllerRollout(RolloutController(env), spec, actor="loop:bot")
-        return LoopService(self.home, config, rollout=rollout)
+        return LoopService(self.home, config, rollout=rollout, evaluator=evaluator)
 
     def _sleep(self, _: float) -> None:
         candidate = self.target.tracks.get("canary")
@@ -245,18 +248,20 @@ def test_a_shift_is_learned_gated_canaried_and_promoted_and_sabotage_never_reach
     datasets.commit("orig-train", flipped, "prompt_completion")
     world.shift(70, seed=2, wording=REWORDED)
     curation = service.config.curation.model_dump(mode="json")
-    sabotaged = world.service(curation={**curation, "replay": {"dataset": "orig-train@2", "share": 0.7}})
+    sabotaged = world.service(curation={**curation, "replay": {"dataset": "orig-train@2", "share": 0.9}})
+    calls = len(world.target.calls)
     rejected = sabotaged.once(force=True)
     assert rejected.cycle is not None and rejected.cycle.state == "rejected", _numbers(sabotaged)
-    gate = _numbers(sabotaged)["rejected"]
-    assert [c["passed"] for c in gate["checks"]][1] is False, gate  # the original suite regressed
+    assert _numbers(sabotaged)["rejected"]["passed"] is False
+    assert len(world.target.calls) == calls  # nothing was started for it: no traffic reached it
     assert world.champion() == promoted
     assert world.audit_ok()
 
-    # sabotage 2: a candidate that passes the gate but fails in canary → rolled back, production untouched
+    # sabotage 2: a candidate the gate let through (its numbers chosen here) that answers with errors
+    # in canary → the real controller rolls it back, production untouched
     world.shift(70, seed=3, wording=REWORDED)
     world.canary_errors = 10
-    third = world.service()
+    third = world.service(evaluator=FakeEvaluator())
     rolled = third.once(force=True)
     assert rolled.cycle is not None and rolled.cycle.state == "rolled_back", _numbers(third)
     assert _numbers(third)["gated"]["passed"] is True
