@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.loop.conftest import LoopWorld
 
+from llmops.deploy.spec import load_spec
 from llmops.errors import InvalidInput, LLMOpsError
 from llmops.loop.config import DriftTrigger, load_config, parse_config
 from llmops.loop.preflight import check_config
+from llmops.train.recipe import load_recipe
 
 
 def test_a_valid_config_resolves_paths_and_references(world: LoopWorld) -> None:
@@ -33,6 +36,11 @@ def test_a_valid_config_resolves_paths_and_references(world: LoopWorld) -> None:
         ({"triggers": []}, "triggers"),
         ({"curation": {"labels": []}}, "curation.labels"),
         ({"rollout": {"steps": [{"weight": 50}, {"weight": 10}]}}, "rollout"),
+        # MinHash LSH cannot band a threshold of 1 (exact duplicates are `exact: true`)
+        (
+            {"curation": {"labels": [{"kind": "corrections"}], "dedup": {"near_threshold": 1}}},
+            "curation.dedup.near_threshold",
+        ),
     ],
 )
 def test_shape_errors_name_the_field(world: LoopWorld, change: dict[str, Any], field: str) -> None:
@@ -87,3 +95,11 @@ def test_unknown_references_are_refused_at_start_up(
         check_config(world.home, config)
     assert caught.value.param == field
     assert field in caught.value.message and words in caught.value.message
+
+
+def test_the_support_desk_loop_file_is_valid_configuration() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "support-desk"
+    config = load_config(example / "loop.yaml")
+    assert config.deployment_spec is not None and load_spec(config.deployment_spec).name == config.deployment
+    assert load_recipe(config.retrain.recipe).kind == "finetune"
+    assert config.gate.suite.is_file() and config.rollout.steps[-1].weight < 100

@@ -4,6 +4,7 @@ model trained here; only the rollout is a fake. Checks the wiring, not the model
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.loop.conftest import give_feedback, log_request
@@ -44,9 +45,35 @@ statistics: {resamples: 200}
 """
 
 
+PIPELINE = """
+name: bot-retrain
+params: {train: "", base: "", model: bot}
+stages:
+  train:
+    kind: train
+    params:
+      recipe: tune.yaml
+      train: "${params.train}"
+      model_name: "${params.model}"
+      threads: 1
+      set: {model.base: "${params.base}"}
+"""
+
+
 @pytest.mark.slow
 def test_real_retrain_and_comparison_feed_the_gate(sqlite_home: Home, tmp_path: Path) -> None:
-    home = sqlite_home
+    _cycle(sqlite_home, tmp_path, {"recipe": "tune.yaml"})
+
+
+@pytest.mark.slow
+def test_retraining_through_the_pipelines_runner(sqlite_home: Home, tmp_path: Path) -> None:
+    (tmp_path / "retrain.llmops.yaml").write_text(PIPELINE)
+    numbers = _cycle(sqlite_home, tmp_path, {"recipe": "tune.yaml", "pipeline": "retrain.llmops.yaml"})
+    trained = numbers["trained"]
+    assert trained["pipeline"] == "bot-retrain" and trained["stage"] == "ran" and trained["pipeline_run"]
+
+
+def _cycle(home: Home, tmp_path: Path, retrain: dict[str, str]) -> dict[str, dict[str, Any]]:
     datasets = DatasetStore.from_home(home)
     rows = [{"prompt": f"order {i} status", "completion": f"shipped {i % 3}"} for i in range(40)]
     datasets.commit("orig-train", rows, "prompt_completion")
@@ -70,7 +97,7 @@ def test_real_retrain_and_comparison_feed_the_gate(sqlite_home: Home, tmp_path: 
                 "min_rows": 10,
                 "min_eval_rows": 4,
             },
-            "retrain": {"recipe": "tune.yaml"},
+            "retrain": retrain,
             "gate": {"suite": "suite.yaml", "metric": "exact_match"},
         },
         base_dir=tmp_path,
@@ -90,3 +117,4 @@ def test_real_retrain_and_comparison_feed_the_gate(sqlite_home: Home, tmp_path: 
     trained_on = {f"{use.dataset}@{use.version}" for use in candidate.datasets if use.role == "train"}
     assert trained_on == {summary.data["train_dataset"]}
     assert "gates/loop-bot" in candidate.tags
+    return numbers

@@ -173,7 +173,11 @@ class Replay(_Strict):
 class Dedup(_Strict):
     exact: bool = Field(True, description="Drop exact duplicates (normalised text).")
     near_threshold: float | None = Field(
-        0.85, gt=0, le=1, description="Drop near-duplicates at this MinHash Jaccard (None: off)."
+        0.85,
+        gt=0,
+        lt=1,
+        description="Drop near-duplicates at this MinHash Jaccard (below 1; None: off). Templated "
+        "prompts that differ in a word or two are near-duplicates at 0.85; raise it to keep them.",
     )
 
 
@@ -197,11 +201,17 @@ class Curation(_Strict):
 
 
 class Retrain(_Strict):
-    """How the candidate is trained: a recipe, started from the champion."""
+    """How the candidate is trained: a recipe, started from the champion (directly, or through a pipeline)."""
 
     recipe: Path = Field(description="Training recipe YAML; its base and train data are set by the loop.")
     method: Literal["lora", "full"] = Field("full", description="LoRA adapter or full fine-tune.")
     candidate_name: str | None = Field(None, description="Registered name of candidates; default the model.")
+    pipeline: Path | None = Field(
+        None,
+        description="Train through this llmops.yaml with the pipelines runner instead: it declares the "
+        "params `train`, `base` and `model`, which each cycle sets, and a train stage running the recipe.",
+    )
+    stage: str = Field("train", min_length=1, description="Pipeline stage whose `model` is the candidate.")
 
 
 class Gate(_Strict):
@@ -305,7 +315,12 @@ def _with_base_dir(config: LoopConfig, base: Path) -> LoopConfig:
     return config.model_copy(
         update={
             "curation": config.curation.model_copy(update={"labels": labels}),
-            "retrain": config.retrain.model_copy(update={"recipe": resolve(config.retrain.recipe)}),
+            "retrain": config.retrain.model_copy(
+                update={
+                    "recipe": resolve(config.retrain.recipe),
+                    "pipeline": resolve(config.retrain.pipeline) if config.retrain.pipeline else None,
+                }
+            ),
             "gate": config.gate.model_copy(update={"suite": resolve(config.gate.suite)}),
             "deployment_spec": resolve(config.deployment_spec) if config.deployment_spec else None,
         }

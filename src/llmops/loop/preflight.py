@@ -16,6 +16,8 @@ from llmops.deploy.spec import load_spec
 from llmops.errors import InvalidInput, LLMOpsError, NotFound, did_you_mean
 from llmops.evals.suite import Suite, load_suite
 from llmops.loop.config import HumanFile, LoopConfig, QualityDropTrigger
+from llmops.loop.retrain import RetrainRequest, pipeline_overrides
+from llmops.pipelines import load as load_pipeline
 from llmops.registry import ModelVersionInfo, Registry
 from llmops.store.home import Home
 from llmops.store.schema import (
@@ -160,4 +162,23 @@ def _recipe(config: LoopConfig) -> Recipe:
         )
     if not isinstance(recipe.model, BaseModelSpec):
         raise _refuse("retrain.recipe", "the recipe must fine-tune a base model (model.base)")
+    if config.retrain.pipeline is not None:
+        _retrain_pipeline(config)
     return recipe
+
+
+def _retrain_pipeline(config: LoopConfig) -> None:
+    """The pipeline loads with the cycle's overrides and has the named train stage."""
+    assert config.retrain.pipeline is not None
+    probe = RetrainRequest("preflight", config.champion_ref, "dataset@1", config.model)
+    try:
+        pipeline = load_pipeline(config.retrain.pipeline, pipeline_overrides(probe))
+    except LLMOpsError as exc:
+        raise _refuse("retrain.pipeline", exc.message) from None
+    stage = pipeline.stages.get(config.retrain.stage)
+    if stage is None or stage.kind.kind != "train":
+        raise _refuse(
+            "retrain.stage",
+            f"{config.retrain.pipeline} has no train stage {config.retrain.stage!r}; stages: "
+            f"{', '.join(pipeline.order)}",
+        )

@@ -25,7 +25,7 @@ from llmops.loop.cycle import CycleDeps, CycleDriver
 from llmops.loop.evaluation import Evaluator, SuiteEvaluator
 from llmops.loop.labels import build_labelers
 from llmops.loop.preflight import Checked, check_config
-from llmops.loop.retrain import RecipeRetrainer, Retrainer
+from llmops.loop.retrain import PipelineRetrainer, RecipeRetrainer, Retrainer
 from llmops.loop.rollout import ControllerRollout, RolloutLauncher
 from llmops.loop.triggers import Allowance, Firing, TriggerContext, TriggerLedger, build_triggers
 from llmops.registry import Registry
@@ -35,6 +35,13 @@ from llmops.store.lifecycle import LifecycleRecord, Transition
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
+
+
+def default_retrainer(home: Home, config: LoopConfig) -> Retrainer:
+    """Through the pipelines runner when ``retrain.pipeline`` names a file, else the recipe directly."""
+    if config.retrain.pipeline is not None:
+        return PipelineRetrainer(home, config.retrain.pipeline, config.retrain.stage)
+    return RecipeRetrainer(home, config.retrain.recipe)
 
 
 def default_holder() -> str:
@@ -78,7 +85,7 @@ class LoopService:
             config=config,
             labelers=build_labelers(config.curation.labels),
             detector=ScrubRedactor() if config.curation.scrub_pii else None,
-            retrainer=retrainer or RecipeRetrainer(home, config.retrain.recipe),
+            retrainer=retrainer or default_retrainer(home, config),
             evaluator=evaluator or SuiteEvaluator.from_home(home, config.gate),
             rollout=rollout,
             holder=holder or default_holder(),
