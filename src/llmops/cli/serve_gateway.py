@@ -95,7 +95,13 @@ def _embed(config: GatewayConfig, ref: str) -> GatewayConfig:
 
 def serve(
     ctx: typer.Context,
-    config: Path | None = typer.Option(None, "--config", "-c", help="gateway.yaml (see docs/gateway.md)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="gateway.yaml: the fields of llmops.gateway.config.GatewayConfig; guardrails and logging "
+        "in docs/security.md, monitoring in docs/monitoring.md.",
+    ),
     deployment: list[str] = typer.Option([], "--deployment", "-d", help="NAME=URL[,URL...] (repeatable)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 4000)."),
