@@ -27,6 +27,7 @@ class MockUpstream:
     fail_status: int | None = None
     healthy: bool = True
     engine_seconds: float | None = None
+    ttft_seconds: float | None = None  # reported on whole answers, as llmops replicas do
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -67,6 +68,8 @@ class MockUpstream:
         headers = [(b"content-type", content_type)]
         if self.engine_seconds is not None:
             headers.append((b"x-engine-seconds", str(self.engine_seconds).encode()))
+        if self.ttft_seconds is not None and content_type == b"application/json":
+            headers.append((b"x-llmops-ttft-seconds", str(self.ttft_seconds).encode()))
         return headers
 
     async def _whole(self, scope: dict[str, Any], request: dict[str, Any], send: Any) -> None:

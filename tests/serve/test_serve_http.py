@@ -157,6 +157,19 @@ def test_text_parts_are_joined(http: httpx.Client, replica: Any) -> None:
     assert response.json()["choices"][0]["message"]["content"] == "parts joined probe "
 
 
+def test_a_whole_answer_reports_engine_time_and_time_to_first_token(http: httpx.Client) -> None:
+    """A gateway sees a non-streamed answer only whole; the replica says when its first token came."""
+    for path, body in (
+        (CHAT, _chat()),
+        ("/v1/completions", {"model": SERVED, "prompt": "hi", "max_tokens": 2}),
+    ):
+        headers = http.post(path, json=body).headers
+        ttft, engine = float(headers["x-llmops-ttft-seconds"]), float(headers["x-engine-seconds"])
+        assert 0 <= ttft <= engine, path
+    streamed = http.post(CHAT, json=_chat(stream=True))
+    assert "x-llmops-ttft-seconds" not in streamed.headers, "a stream's first token is seen by the client"
+
+
 def test_request_id_is_generated_honoured_or_replaced(http: httpx.Client) -> None:
     generated = http.get("/healthz").headers["x-request-id"]
     assert len(generated) == 32

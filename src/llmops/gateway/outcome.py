@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,8 @@ from llmops.gateway.limits import Admission
 from llmops.gateway.openai_request import ParsedRequest
 from llmops.gateway.pricing import estimate_tokens, worst_case_prompt_tokens
 from llmops.store.schema import utcnow
+
+TTFT_HEADER = "x-llmops-ttft-seconds"  # set by llmops replicas on whole (non-streamed) answers
 
 
 @dataclass
@@ -80,6 +84,21 @@ def usage_of(payload: dict[str, Any]) -> tuple[int | None, int | None]:
     if not isinstance(usage, dict):
         return None, None
     return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def whole_answer_ttft(headers: Mapping[str, str], sent_after_s: float) -> float | None:
+    """Time to first token of an answer the gateway received whole: its own time until it sent the
+    request (``sent_after_s``) plus the replica's reported seconds to the first token
+    (``TTFT_HEADER``). None when the upstream does not report it (vLLM, a hosted API): the arrival of
+    a whole answer says nothing about when its first token was made."""
+    value = headers.get(TTFT_HEADER)
+    if value is None:
+        return None
+    try:
+        reported = float(value)
+    except ValueError:
+        return None
+    return sent_after_s + reported if math.isfinite(reported) and reported >= 0 else None
 
 
 def json_or_empty(body: bytes) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from llmops.gateway.limits import LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.openai_request import Endpoint, parse_request
-from llmops.gateway.outcome import Outcome, RequestContext, json_or_empty, usage_of
+from llmops.gateway.outcome import Outcome, RequestContext, json_or_empty, usage_of, whole_answer_ttft
 from llmops.gateway.pricing import engine_seconds, request_cost, worst_case_cost
 from llmops.gateway.relay import RelayResponse
 from llmops.gateway.request_log import RequestLogRecord, RequestLogWriter
@@ -250,7 +250,7 @@ class Pipeline:
             prompt_tokens=prompt,
             completion_tokens=completion,
             completion=completion_of(payload) if status == 200 and ctx.parsed.generates else None,
-            ttft_s=attempt.first_at - ctx.started,
+            ttft_s=whole_answer_ttft(attempt.response.headers, attempt.started - ctx.started),
             engine_seconds=engine_seconds(attempt.response.headers, ctx.elapsed()),
             error=None if status == 200 else body[:500].decode("utf-8", "replace"),
             charged=status == 200,

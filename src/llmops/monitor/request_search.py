@@ -215,11 +215,12 @@ def iter_requests(
 def timings(row: GatewayRequest) -> dict[str, float | None]:
     """Latency, time to first token, generation time after it, and completion tokens per second.
 
-    The gateway sees a first token only on a streamed call; a non-streamed answer arrives whole, so
-    its logged ``ttft_ms`` is the time to the whole answer and generation time and throughput
-    cannot be told apart from it: they are None (not measured) rather than invented.
+    The gateway sees the first token of a streamed call. A non-streamed answer arrives whole: its
+    ``ttft_ms`` is logged only when the replica reported it (llmops replicas send
+    ``x-llmops-ttft-seconds``); otherwise it, generation time and throughput are None (not
+    measured) rather than invented.
     """
-    ttft = row.ttft_ms if row.stream else None
+    ttft = row.ttft_ms
     generation = row.latency_ms - ttft if ttft is not None else None
     rate = row.completion_tokens / (generation / 1000) if generation and row.completion_tokens else None
     return {

@@ -100,4 +100,4 @@ async def chat_completions(
     answer = ChatCompletion(
         id=completion_id, created=created, model=body.model, choices=choices, usage=usage(states)
     )
-    return json_response(answer)
+    return json_response(answer, fanout.timing_headers())

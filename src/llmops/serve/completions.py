@@ -78,4 +78,4 @@ async def completions(service: ReplicaService, body: CompletionRequest, request:
     answer = Completion(
         id=completion_id, created=created, model=body.model, choices=choices, usage=usage(states)
     )
-    return json_response(answer)
+    return json_response(answer, fanout.timing_headers())

@@ -36,6 +36,9 @@ from llmops.serve.metrics import ServeMetrics
 
 logger = logging.getLogger(__name__)
 
+ENGINE_SECONDS_HEADER = "x-engine-seconds"
+TTFT_HEADER = "x-llmops-ttft-seconds"
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -66,6 +69,16 @@ class Fanout:
         self._tasks: list[asyncio.Task[None]] = []
         self._finished: set[int] = set()
         self._closed = False
+        self.first_token_at: float | None = None
+
+    def timing_headers(self) -> dict[str, str]:
+        """What a gateway in front cannot see in an answer it receives whole: the engine's seconds on
+        this request (``x-engine-seconds``, for time-priced models) and the seconds to its first
+        generated token, any choice (``x-llmops-ttft-seconds``, absent when none was generated)."""
+        headers = {ENGINE_SECONDS_HEADER: f"{time.perf_counter() - self._created:.6f}"}
+        if self.first_token_at is not None:
+            headers[TTFT_HEADER] = f"{self.first_token_at - self._created:.6f}"
+        return headers
 
     async def start(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -168,6 +181,8 @@ class Fanout:
                     await aclose()
 
     def _observe_first_token(self, now: float) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = now
         if self._metrics is not None:
             self._metrics.ttft.observe(now - self._created)
 

@@ -41,8 +41,8 @@ def error_frame(error: LLMOpsError) -> bytes:
     return b"data: " + json.dumps(error.to_body(), separators=(",", ":")).encode() + b"\n\n"
 
 
-def json_response(body: BaseModel) -> Response:
-    return Response(body.model_dump_json(), media_type="application/json")
+def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
 
 
 def client_closed() -> Response:
