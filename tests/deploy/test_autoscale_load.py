@@ -31,8 +31,8 @@ def test_a_replicas_own_exposition_gives_its_queue_running_and_ttft_histogram() 
 
 def test_vllm_names_are_read_too() -> None:
     text = (
-        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} 4.0\n"
-        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 1.0\n"
+        '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name="m"} 4.0\n'
+        '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 1.0\n'
     )
     load = parse_replica_load(text)
     assert (load.waiting, load.running, load.ttft_buckets) == (4, 1, {})

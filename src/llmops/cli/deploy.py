@@ -73,9 +73,8 @@ def _autoscaler_line(last: AutoscaleStatus) -> str:
     changed = f"; last change {last.last_change_at:%H:%M:%SZ}" if last.last_change_at else ""
     failed = f"; FAILED: {last.error}" if last.error else ""
     count = f"{last.current} -> {last.desired}" if last.desired != last.current else f"at {last.current}"
-    return (
-        f"autoscaler: {last.reason}, {count} replicas since {last.since:%H:%M:%SZ} ({numbers}){changed}{failed}"
-    )
+    since = f"{last.since:%H:%M:%SZ}"
+    return f"autoscaler: {last.reason}, {count} replicas since {since} ({numbers}){changed}{failed}"
 
 
 @app.command()

@@ -40,7 +40,9 @@ class AutoscaleMetrics:
             DECISIONS_METRIC, "Autoscaling decisions by direction (up, down, none).",
             ["deployment", "direction"], registry=r,
         )  # fmt: skip
-        self.desired = Gauge(DESIRED_METRIC, "Replicas the last decision asked for.", ["deployment"], registry=r)
+        self.desired = Gauge(
+            DESIRED_METRIC, "Replicas the last decision asked for.", ["deployment"], registry=r
+        )
         self.current = Gauge(CURRENT_METRIC, "Stable replicas running.", ["deployment"], registry=r)
 
     def observe(self, deployment: str, direction: str, desired: int, current: int) -> None:

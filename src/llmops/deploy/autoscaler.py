@@ -154,12 +154,15 @@ class Autoscaler:
             "running": sample.running,
             **decision.numbers,
         }
+        started = self.clock()
         try:
             replicas.scale(STABLE, decision.desired)
         except LLMOpsError as exc:
+            numbers["took_s"] = round(self.clock() - started, 3)
             record(f"{reason} failed: {exc.message}", numbers)
             self.state.last_change_at = self.clock()  # not retried before the cooldown
             return exc.message
+        numbers["took_s"] = round(self.clock() - started, 3)  # new replicas ready, or removed ones drained
         record(reason, numbers)
         self.state.last_change_at = self.clock()  # counted from when the new count runs
         return None

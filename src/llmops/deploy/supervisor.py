@@ -206,7 +206,9 @@ class Supervisor:
                 self._check_liveness(replica, spec, now)
             elif replica.state == "restarting" and replica.next_start_at and now >= replica.next_start_at:
                 self.replicas.restart(replica)
-        self.autoscaler.tick(self.replicas, lambda reason, numbers: self.record(reason, numbers, actor=AUTOSCALER))
+        self.autoscaler.tick(
+            self.replicas, lambda reason, numbers: self.record(reason, numbers, actor=AUTOSCALER)
+        )
 
     def _check_liveness(self, replica: ReplicaRecord, spec: DeploymentSpec, now: float) -> None:
         if now - self._probed.get(replica.name, 0.0) < spec.liveness.interval_s:
