@@ -1,22 +1,27 @@
 """The supervisor's autoscaling hook with fakes: it samples at the liveness interval, scales the stable
 track when ``decide`` says so, records each change (reason with the numbers) and counts every
 decision in the textfile; it waits while replicas settle, honours the cooldown, and a failed change
-is recorded, not retried at once."""
+is recorded, not retried at once; ``llmops deploy status`` shows the last decision."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import CliRunner
 
 from llmops.deploy.autoscale_metrics import AutoscaleMetrics
-from llmops.deploy.autoscaler import Autoscaler, AutoscalerState
+from llmops.deploy.autoscaler import Autoscaler, AutoscalerState, Decision
 from llmops.deploy.load import LoadSampler, ReplicaLoad
 from llmops.deploy.processes import ReplicaRecord
 from llmops.deploy.spec import DeploymentSpec
+from llmops.deploy.supervisor import DEPLOYMENT
 from llmops.errors import LLMOpsError
+from llmops.store.home import open_home
+from llmops.store.lifecycle import Lifecycle
 
 SPEC = DeploymentSpec.model_validate(
     {
@@ -172,3 +177,21 @@ def test_state_survives_a_restart_and_an_operator_change_restarts_the_cooldown(t
     again.changed()
     clock[0] += 1
     assert again.tick(replicas, lambda *_: None).reason == "cooldown"  # type: ignore[union-attr]
+
+
+def test_deploy_status_shows_the_last_decision(cli: CliRunner) -> None:
+    home = open_home()
+    state = AutoscalerState(
+        last_change_at=1_700_000_000.0,
+        decision=Decision(current=1, desired=3, reason="load above target", since=1_700_000_000.0,
+                          numbers={"waiting_per_replica": 8.0, "running_per_replica": 1.0}),
+    )  # fmt: skip
+    data = {"spec": SPEC.model_dump(mode="json", exclude_unset=True), "replicas": [],
+            "autoscaler": state.model_dump(mode="json")}  # fmt: skip
+    Lifecycle(home.store, DEPLOYMENT).create("bot", actor="test", data=data)
+    shown = cli("deploy", "status", "bot")
+    assert shown.code == 0, shown.err
+    assert "autoscaler: load above target, 1 -> 3 replicas since 22:13:20Z" in shown.out
+    assert "waiting_per_replica=8.00" in shown.out and "last change 22:13:20Z" in shown.out
+    as_json = json.loads(cli("deploy", "status", "bot", "--json").out)
+    assert as_json[0]["autoscaler"]["desired"] == 3 and as_json[0]["autoscaler"]["error"] is None

@@ -177,6 +177,7 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
     try:
         applied = cli("deploy", "apply", spec_file, "--gateway", url, "--gateway-key", deployer)
         assert applied.code == 0, applied.err
+        assert [r.state for r in target.status("support-bot").replicas] == ["ready"], "saved before answering"
         threads += [_started(timeline.run)]
         _wait(lambda: _ask_ok(url, consumer), "the first answer through the gateway", 30)
         threads += [_started(trickle.run)]

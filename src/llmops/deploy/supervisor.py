@@ -185,6 +185,7 @@ class Supervisor:
         recent = dict(sorted(tickets.items(), key=lambda kv: kv[1]["at"])[-20:])
         if self.lifecycle.get(self.run_id).terminal:
             return
+        self._save()  # what the signal changed is in the run before its caller reads the status
         self.lifecycle.update(self.run_id, self.holder, {"tickets": recent})
 
     # -- keeping replicas alive ----------------------------------------------------------------
