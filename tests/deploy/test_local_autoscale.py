@@ -124,6 +124,7 @@ class Timeline:
     target: LocalTarget
     points: list[tuple[float, int, int]] = field(default_factory=list)
     start: float = field(default_factory=time.monotonic)
+    wall_start: float = field(default_factory=time.time)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -209,8 +210,9 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
             for at, ready, stable in timeline.changes():
                 print(f"  t={at:6.1f}s ready={ready} stable={stable}")
             for event in events:
-                took = event.after["numbers"]["took_s"] if event.after else None
-                print(f"  audit {event.ts:%H:%M:%S} {event.actor}: {event.reason} (took {took}s)")
+                took = event.after["numbers"]["took_s"] if event.after else 0.0
+                decided = event.ts.timestamp() - took - timeline.wall_start
+                print(f"  t={decided:6.1f}s decided, took {took:.1f}s: {event.actor}: {event.reason}")
         assert burst.failures() == [] and trickle.failures() == []
         peak = max(p[1] for p in timeline.points)
         assert peak >= 2
