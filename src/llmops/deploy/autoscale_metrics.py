@@ -13,11 +13,14 @@ textfile collector (``--collector.textfile.directory=LLMOPS_HOME/metrics``) at t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
 from llmops.store.home import Home
+
+log = logging.getLogger(__name__)
 
 DECISIONS_METRIC = "llmops_autoscale_decisions"
 DESIRED_METRIC = "llmops_autoscale_desired_replicas"
@@ -52,6 +55,10 @@ class AutoscaleMetrics:
         self.decisions.labels(deployment, direction).inc()
         self.desired.labels(deployment).set(desired)
         self.current.labels(deployment).set(current)
-        if self.path is not None:
+        if self.path is None:
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_to_textfile(str(self.path), self.registry)
+        except OSError as exc:  # a full or read-only disk must not stop the supervisor
+            log.warning("cannot write the autoscaler's metrics to %s: %s", self.path, exc)
