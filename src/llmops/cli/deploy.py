@@ -19,7 +19,7 @@ from llmops.deploy.gateway_client import GatewayAdmin
 from llmops.deploy.local import LocalTarget
 from llmops.deploy.spec import load_spec
 from llmops.deploy.supervisor import Supervisor
-from llmops.deploy.target import DeploymentStatus
+from llmops.deploy.target import AutoscaleStatus, DeploymentStatus
 from llmops.deploy.targets import open_target
 from llmops.errors import InvalidInput
 from llmops.registry.client import Registry
@@ -63,6 +63,18 @@ def _print(status: DeploymentStatus) -> None:
             str(r.restarts), live, r.detail or "",
         )  # fmt: skip
     console.print(table)
+    if status.autoscaler is not None:
+        console.print(_autoscaler_line(status.autoscaler), markup=False, highlight=False)
+
+
+def _autoscaler_line(last: AutoscaleStatus) -> str:
+    """``autoscaler: load above target, 1 -> 2 replicas since 12:00:01Z (running_per_replica=3.00 ...)``."""
+    numbers = " ".join(f"{k}={v:.2f}" for k, v in sorted(last.numbers.items()) if k != "since_last_change_s")
+    changed = f"; last change {last.last_change_at:%H:%M:%SZ}" if last.last_change_at else ""
+    failed = f"; FAILED: {last.error}" if last.error else ""
+    count = f"{last.current} -> {last.desired}" if last.desired != last.current else f"at {last.current}"
+    since = f"{last.since:%H:%M:%SZ}"
+    return f"autoscaler: {last.reason}, {count} replicas since {since} ({numbers}){changed}{failed}"
 
 
 @app.command()
@@ -128,7 +140,8 @@ def status(
     name: str | None = typer.Argument(None, help="Deployment (default: all running)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """State, version, pid, port, uptime, restarts and live /metrics numbers of every replica."""
+    """State, version, pid, port, uptime, restarts and live /metrics numbers of every replica, and
+    the autoscaler's last decision."""
     target = _target(ctx, None, None)
     names = [name] if name else target.names()
     statuses = [target.status(n, live_metrics=True) for n in names]

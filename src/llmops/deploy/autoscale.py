@@ -1,10 +1,11 @@
 """Autoscaling replicas on one machine: a pure decision over the replicas' load signals (engine queue
 depth, running requests per replica, p95 TTFT against the SLO) with a cooldown.
 
-``decide`` takes the numbers (``LoadSample``, read from the replicas' /metrics: ``QUEUE_DEPTH_METRIC``,
-``RUNNING_METRIC``, ``TTFT_METRIC`` of ``llmops.serve.metrics``) and returns a ``ScaleDecision`` with
-the reason and the numbers that decided it; the caller (the supervisor's loop) applies it through
-``scale``, exports it as a metric and records it as an audit event. Nothing here sleeps or does I/O.
+``decide`` takes the numbers (``LoadSample``, read from the replicas' /metrics by ``load.LoadSampler``:
+``QUEUE_DEPTH_METRIC``, ``RUNNING_METRIC``, ``TTFT_METRIC`` of ``llmops.serve.metrics``) and returns a
+``ScaleDecision`` with the reason and the numbers that decided it; the caller (``autoscaler.Autoscaler``,
+on the supervisor's loop) applies it through ``scale``, exports it as a metric and records it as an
+audit event. Nothing here sleeps or does I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class AutoscalePolicy(BaseModel):
         0.3, gt=0, lt=1, description="Scale in when load per replica is below this share of the targets."
     )
     cooldown_s: float = Field(30.0, ge=0, description="Least time between two scale changes.")
+    ttft_window_s: float = Field(
+        30.0, gt=0, description="p95 TTFT is taken over the first tokens of this last stretch of time."
+    )
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from llmops.deploy.autoscaler import AutoscalerState
 from llmops.deploy.processes import ReplicaRecord, live_metrics, replica_command
 from llmops.deploy.spec import DeploymentSpec
 from llmops.deploy.supervisor import DEPLOYMENT
-from llmops.deploy.target import STABLE, DeploymentStatus, ReplicaState, ReplicaStatus
+from llmops.deploy.target import (
+    STABLE,
+    AutoscaleStatus,
+    DeploymentStatus,
+    ReplicaState,
+    ReplicaStatus,
+)
 from llmops.errors import LLMOpsError, NotFound
 from llmops.store.home import Home
 from llmops.store.lifecycle import Lifecycle, LifecycleRecord
@@ -197,4 +204,18 @@ def _status(run: LifecycleRecord, with_metrics: bool) -> DeploymentStatus:
         )  # fmt: skip
     holder = run.lease_holder if run.lease_live() else None
     detail = None if not run.terminal else f"run {run.state}"
-    return DeploymentStatus(run.name, spec.get("model", "?"), holder, replicas, detail)
+    autoscaler = _autoscaler(data) if spec.get("autoscaling") else None
+    return DeploymentStatus(run.name, spec.get("model", "?"), holder, replicas, detail, autoscaler)
+
+
+def _autoscaler(data: dict[str, Any]) -> AutoscaleStatus | None:
+    """The autoscaler's last decision, once it made one."""
+    state = AutoscalerState.model_validate(data.get("autoscaler") or {})
+    last = state.decision
+    if last is None:
+        return None
+    changed = datetime.fromtimestamp(state.last_change_at, UTC) if state.last_change_at else None
+    return AutoscaleStatus(
+        current=last.current, desired=last.desired, reason=last.reason, numbers=last.numbers,
+        since=datetime.fromtimestamp(last.since, UTC), last_change_at=changed, error=last.error,
+    )  # fmt: skip

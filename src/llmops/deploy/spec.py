@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from llmops.deploy.autoscale import AutoscalePolicy
 from llmops.deploy.policy import SLO, RolloutPolicy
 from llmops.deploy.target_settings import TargetSettings
 from llmops.engine.config import EngineConfig
@@ -212,6 +213,11 @@ class DeploymentSpec(_Strict):
         description="How replicas serve the model: kind transformers, vllm or openai.",
     )
     replicas: Replicas = Field(default_factory=Replicas)
+    autoscaling: AutoscalePolicy | None = Field(
+        None,
+        description="Scale the stable replicas within replicas.min..max on their load (the local "
+        "supervisor); unset: replicas stay at count.",
+    )
     resources: Resources = Field(default_factory=Resources)
     network: Network = Field(default_factory=Network)
     readiness: Readiness = Field(default_factory=Readiness)

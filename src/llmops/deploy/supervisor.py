@@ -6,7 +6,8 @@ time, restarts) are persisted in the run, so a restarted supervisor *adopts* the
 running instead of starting twins. Operators never touch replicas directly: ``llmops deploy``
 queues signals (``apply``, ``scale``, ``restart``, ``drain``, ``delete``) with a ticket, and the
 supervisor answers each ticket in the run's data. Every change is a transition of the run, so an
-audit event with its numbers.
+audit event with its numbers. With an ``autoscaling:`` section in the spec, each loop also gives the
+autoscaler (``autoscaler.Autoscaler``) its turn to scale the stable track on the replicas' load.
 
 A crashed replica is deregistered and restarted after an exponential backoff; after
 ``restart.max_restarts`` consecutive failed starts it is left stopped as ``crash_loop`` (reported,
@@ -26,6 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmops.deploy.autoscale_metrics import AutoscaleMetrics, textfile_path
+from llmops.deploy.autoscaler import ACTOR as AUTOSCALER
+from llmops.deploy.autoscaler import Autoscaler, AutoscalerState
 from llmops.deploy.gateway_client import GatewayAdmin
 from llmops.deploy.processes import ReplicaRecord, is_running, probe, reap, resident_mb, stop
 from llmops.deploy.replica_set import ReplicaSet
@@ -64,6 +68,7 @@ class Supervisor:
         self._persisted: Any = None
         self._probed: dict[str, float] = {}
         self._probe_failures: dict[str, int] = {}
+        self.autoscaler = Autoscaler(name, AutoscaleMetrics(textfile_path(home, name)))
 
     # -- the lease and the loop -----------------------------------------------------------------
 
@@ -75,6 +80,9 @@ class Supervisor:
         record = self.lifecycle.acquire(record.id, self.holder, ttl_s=LEASE_TTL_S)
         self.run_id = record.id
         self.replicas = ReplicaSet.load(self, record.data)
+        self.autoscaler.state = AutoscalerState.model_validate(
+            record.data.get("autoscaler") or {"last_change_at": time.time()}
+        )
         self.replicas.adopt()
         self._save()
         while True:
@@ -96,7 +104,7 @@ class Supervisor:
 
     def _save(self) -> None:
         assert self.replicas is not None
-        data = self.replicas.dump()
+        data = {**self.replicas.dump(), "autoscaler": self.autoscaler.state.model_dump(mode="json")}
         if data != self._persisted:
             self.lifecycle.update(self.run_id, self.holder, data)
             self._persisted = data
@@ -129,9 +137,13 @@ class Supervisor:
                     reason=reason or f"apply {track}",
                     numbers=numbers,
                 )
+                if track == "stable":
+                    self.autoscaler.changed()
             elif name == "scale":
                 numbers = self.replicas.scale(args.get("track", "stable"), int(args["replicas"]))
                 self.record(reason or "scale", numbers, actor=actor)
+                if args.get("track", "stable") == "stable":
+                    self.autoscaler.changed()
             elif name == "restart":
                 numbers = self.replicas.rolling_restart(args.get("track"))
                 self.record(reason or "restart", numbers, actor=actor)
@@ -173,6 +185,7 @@ class Supervisor:
         recent = dict(sorted(tickets.items(), key=lambda kv: kv[1]["at"])[-20:])
         if self.lifecycle.get(self.run_id).terminal:
             return
+        self._save()  # what the signal changed is in the run before its caller reads the status
         self.lifecycle.update(self.run_id, self.holder, {"tickets": recent})
 
     # -- keeping replicas alive ----------------------------------------------------------------
@@ -194,6 +207,9 @@ class Supervisor:
                 self._check_liveness(replica, spec, now)
             elif replica.state == "restarting" and replica.next_start_at and now >= replica.next_start_at:
                 self.replicas.restart(replica)
+        self.autoscaler.tick(
+            self.replicas, lambda reason, numbers: self.record(reason, numbers, actor=AUTOSCALER)
+        )
 
     def _check_liveness(self, replica: ReplicaRecord, spec: DeploymentSpec, now: float) -> None:
         if now - self._probed.get(replica.name, 0.0) < spec.liveness.interval_s:

@@ -64,6 +64,19 @@ class ReplicaStatus:
 
 
 @dataclass(frozen=True)
+class AutoscaleStatus:
+    """A target's autoscaler: its last decision on the stable track and since when it holds."""
+
+    current: int
+    desired: int
+    reason: str  # load above target, p95 TTFT above the SLO, load below target, steady, cooldown
+    numbers: dict[str, float]
+    since: datetime
+    last_change_at: datetime | None = None
+    error: str | None = None  # the last change failed to apply
+
+
+@dataclass(frozen=True)
 class DeploymentStatus:
     """A deployment on a target: its spec's name, who drives it, and every replica."""
 
@@ -72,6 +85,7 @@ class DeploymentStatus:
     supervisor: str | None  # the process holding the deployment's lease, if live
     replicas: list[ReplicaStatus]
     detail: str | None = None
+    autoscaler: AutoscaleStatus | None = None  # None: the deployment does not autoscale
 
     def track(self, track: str) -> list[ReplicaStatus]:
         return [r for r in self.replicas if r.track == track]
