@@ -227,10 +227,6 @@ class Recipe(_Strict):
             raise RecipeFieldError(
                 "distill", "the distill section is required for kind distill and not allowed otherwise"
             )
-        if (self.kind == "lora") != (self.lora is not None):
-            raise RecipeFieldError(
-                "lora", "the lora section is required for kind lora and not allowed otherwise"
-            )
         if self.tokenizer.source == "teacher" and self.kind != "distill":
             raise RecipeFieldError("tokenizer.source", "'teacher' is only for kind distill")
         if self.kind == "distill":
@@ -251,6 +247,10 @@ class Recipe(_Strict):
                 raise RecipeFieldError(
                     "tokenizer.source", f"kind {self.kind} must use the base model's: 'base'"
                 )
+        if (self.kind == "lora") != (self.lora is not None):
+            raise RecipeFieldError(
+                "lora", "the lora section is required for kind lora and not allowed otherwise"
+            )
         if self.early_stopping_patience is not None and self.data.validation is None:
             raise RecipeFieldError("early_stopping_patience", "early stopping needs data.validation")
         return self
