@@ -2,15 +2,16 @@
 
 Uses the teacher and student that ``bench/optimise/distill.py`` registered under ``--work`` (it runs
 that preparation first when they are missing). Serves the held-out intent prompts one at a time
-(single stream) through the in-process engine, the teacher alone and then the teacher with the
-student as draft (``speculative: {draft, k}``), greedy, and prints decode tokens/s of both (tokens
-after the first over the time from the first token to the last), the speed-up, the acceptance
+(single stream) through the in-process engine, the teacher alone and the teacher with the
+student as draft (``speculative: {draft, k}``) in turn per prompt, greedy, and prints decode
+tokens/s of both (tokens after the first over the time from the first token to the last), the
+speed-up, the acceptance
 rate, tokens per verifying step, and whether every reply is identical token for token.
 
 Two workloads: the replies as served (stop at the end-of-reply token, at most 32 tokens) and
 64 tokens with the end-of-reply token ignored (the models continue past the reply).
 
-    PYTHONPATH=src:. python bench/optimise/speculative.py --threads 2 --k 4
+    PYTHONPATH=src:. python bench/optimise/speculative.py --threads 1 --k 4
 """
 
 from __future__ import annotations
@@ -29,58 +30,61 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import distill  # the sibling bench script: preparation and the held-out rows
 
 
-async def _serve_one_by_one(
-    backend: Any, prompts: list[str], sampling: Any
-) -> tuple[list[list[int]], float, int]:
-    """Token ids of each reply, total decode seconds and decode tokens (after each first token)."""
+async def _serve(backend: Any, request_id: str, prompt: str, sampling: Any) -> tuple[list[int], float]:
+    """Token ids of one reply and its decode seconds (first token to last)."""
     from llmops.engine.types import GenerationRequest
 
-    replies, decode_s, decode_tokens = [], 0.0, 0
-    for i, prompt in enumerate(prompts):
-        first = last = None
-        ids = []
-        async for event in backend.generate(GenerationRequest(f"b{i}", sampling, prompt=prompt)):
-            if event.token_id is not None:
-                now = time.perf_counter()
-                first = first if first is not None else now
-                last = now
-                ids.append(event.token_id)
-        replies.append(ids)
-        if first is not None and last is not None and len(ids) > 1:
-            decode_s += last - first
-            decode_tokens += len(ids) - 1
-    return replies, decode_s, decode_tokens
+    first = last = 0.0
+    ids: list[int] = []
+    async for event in backend.generate(GenerationRequest(request_id, sampling, prompt=prompt)):
+        if event.token_id is not None:
+            last = time.perf_counter()
+            first = first or last
+            ids.append(event.token_id)
+    return ids, last - first
 
 
 def measure(
-    target: Path, draft: Path | None, prompts: list[str], sampling: Any, threads: int, k: int
+    target: Path, draft: Path, prompts: list[str], sampling: Any, threads: int, k: int
 ) -> dict[str, Any]:
+    """Serve every prompt alone on both engines, in turn (the order alternating per prompt), so a
+    change in the machine's load hits both arms alike."""
     from llmops.engine.config import EngineConfig
     from llmops.engine.transformers_backend import TransformersBackend
 
-    speculative = {"draft": str(draft), "k": k} if draft is not None else None
-    config = EngineConfig(threads=threads, speculative=speculative)
-    backend = TransformersBackend(target, config)
+    alone = TransformersBackend(target, EngineConfig(threads=threads))
+    drafted = TransformersBackend(
+        target, EngineConfig(threads=threads, speculative={"draft": str(draft), "k": k}), model_id="drafted"
+    )
+    arms = {"alone": alone, "drafted": drafted}
+    replies: dict[str, list[list[int]]] = {"alone": [], "drafted": []}
+    seconds = {"alone": 0.0, "drafted": 0.0}
+    tokens = {"alone": 0, "drafted": 0}
 
-    async def run() -> tuple[list[list[int]], float, int]:
-        await _serve_one_by_one(backend, prompts[:4], sampling)  # warm-up
-        try:
-            return await _serve_one_by_one(backend, prompts, sampling)
-        finally:
+    async def run() -> None:
+        for name, backend in arms.items():  # warm-up
+            for i, prompt in enumerate(prompts[:4]):
+                await _serve(backend, f"warm-{name}-{i}", prompt, sampling)
+        for i, prompt in enumerate(prompts):
+            order = ["alone", "drafted"] if i % 2 == 0 else ["drafted", "alone"]
+            for name in order:
+                ids, elapsed = await _serve(arms[name], f"{name}-{i}", prompt, sampling)
+                replies[name].append(ids)
+                if len(ids) > 1:
+                    seconds[name] += elapsed
+                    tokens[name] += len(ids) - 1
+        for backend in arms.values():
             await backend.shutdown()
 
-    before = backend.stats()
-    replies, seconds, tokens = asyncio.run(run())
-    stats = backend.stats()
-    verifications = stats.spec_verifications_total - before.spec_verifications_total
+    asyncio.run(run())
+    stats = drafted.stats()
     return {
-        "replies": replies,
-        "decode_tokens": tokens,
-        "decode_tokens_per_s": tokens / seconds if seconds else 0.0,
-        "acceptance": stats.spec_accepted_tokens_total / stats.spec_proposed_tokens_total
-        if stats.spec_proposed_tokens_total
-        else None,
-        "tokens_per_step": stats.spec_emitted_tokens_total / verifications if verifications else None,
+        "alone_tokens_per_s": tokens["alone"] / seconds["alone"],
+        "draft_tokens_per_s": tokens["drafted"] / seconds["drafted"],
+        "identical": replies["alone"] == replies["drafted"],
+        "decode_tokens": tokens["alone"],
+        "acceptance": stats.spec_accepted_tokens_total / stats.spec_proposed_tokens_total,
+        "tokens_per_step": stats.spec_emitted_tokens_total / stats.spec_verifications_total,
     }
 
 
@@ -89,7 +93,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/llmops-bench-optimise"))
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each engine")
     parser.add_argument("--k", type=int, default=4, help="draft tokens per step")
     parser.add_argument("--prompts", type=int, default=60, help="held-out prompts served one by one")
     args = parser.parse_args()
@@ -113,27 +117,17 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     results = {}
     for name, sampling in workloads.items():
-        alone = measure(teacher, None, prompts, sampling, args.threads, args.k)
-        drafted = measure(teacher, student, prompts, sampling, args.threads, args.k)
-        speedup = drafted["decode_tokens_per_s"] / alone["decode_tokens_per_s"]
-        identical = alone["replies"] == drafted["replies"]
+        result = measure(teacher, student, prompts, sampling, args.threads, args.k)
+        result["speedup"] = result["draft_tokens_per_s"] / result["alone_tokens_per_s"]
         print(
-            f"| {name} | {alone['decode_tokens_per_s']:.1f} | {drafted['decode_tokens_per_s']:.1f} | "
-            f"{speedup:.2f}x | {drafted['acceptance']:.2f} | {drafted['tokens_per_step']:.2f} | {identical} |"
+            f"| {name} | {result['alone_tokens_per_s']:.1f} | {result['draft_tokens_per_s']:.1f} | "
+            f"{result['speedup']:.2f}x | {result['acceptance']:.2f} | {result['tokens_per_step']:.2f} | "
+            f"{result['identical']} |"
         )
-        results[name] = {
-            "alone_tokens_per_s": alone["decode_tokens_per_s"],
-            "draft_tokens_per_s": drafted["decode_tokens_per_s"],
-            "speedup": speedup,
-            "acceptance": drafted["acceptance"],
-            "tokens_per_step": drafted["tokens_per_step"],
-            "identical": identical,
-            "decode_tokens": alone["decode_tokens"],
-        }
-        print(
-            f"goal speed-up >= 1.5x ({name}): {'met' if speedup >= 1.5 else 'MISSED'}; "
-            f"greedy identical: {'yes' if identical else 'NO'}"
-        )
+        results[name] = result
+        met = "met" if result["speedup"] >= 1.5 else "MISSED"
+        same = "yes" if result["identical"] else "NO"
+        print(f"goal speed-up >= 1.5x ({name}): {met}; greedy identical: {same}")
     (args.work / "speculative.json").write_text(json.dumps(results, indent=2))
 
 
