@@ -7,7 +7,7 @@ so the run fits a shared CPU; ``--demo-teacher`` trains the demo recipe itself),
 then score both on the held-out test split: exact match of the greedy reply (whitespace-stripped)
 through the engine. Prints the parameter ratio and the share of the teacher's exact match kept.
 
-    PYTHONPATH=src:. python bench/optimise/distill.py --threads 2
+    PYTHONPATH=src:. python bench/optimise/distill.py --threads 1
 
 The registered teacher and student stay in ``--work`` for ``bench/optimise/speculative.py``.
 """
@@ -38,15 +38,15 @@ packing: true
 STUDENT_RECIPE = """
 kind: distill
 name: demo-intent-student
-model: {architecture: llama, hidden_size: 32, intermediate_size: 96, num_layers: 1, num_heads: 2,
-        num_kv_heads: 1, max_position_embeddings: 256, tie_embeddings: true}
+model: {architecture: llama, hidden_size: 56, intermediate_size: 112, num_layers: 1, num_heads: 4,
+        num_kv_heads: 2, max_position_embeddings: 256, tie_embeddings: true}
 data: {train: intent-train, validation: intent-validation, schema: prompt_completion}
 distill:
   teacher: demo-intent@1
   temperature: 2.0
   alpha: 0.5
   teacher_data: {max_tokens: 32}
-optim: {lr: 1.0e-2, warmup_steps: 15, max_steps: STEPS, batch_size: BATCH, seed: 0}
+optim: {lr: 1.0e-2, warmup_steps: 15, max_steps: STUDENT_STEPS, batch_size: BATCH, seed: 0}
 max_seq_len: 128
 packing: true
 """
@@ -61,12 +61,21 @@ def cli(*args: str) -> None:
         raise SystemExit(f"llmops {' '.join(map(str, args))} failed with exit code {code}")
 
 
-def _sized(recipe: str, steps: int, batch: int) -> str:
-    return recipe.replace("STEPS", str(steps)).replace("BATCH", str(batch))
+def _sized(recipe: str, steps: int, student_steps: int, batch: int) -> str:
+    sizes = {"STUDENT_STEPS": student_steps, "STEPS": steps, "BATCH": batch}
+    for name, value in sizes.items():
+        recipe = recipe.replace(name, str(value))
+    return recipe
 
 
 def prepare(
-    work: Path, threads: int, rows: int, demo_teacher: bool = False, steps: int = 150, batch: int = 16
+    work: Path,
+    threads: int,
+    rows: int,
+    demo_teacher: bool = False,
+    steps: int = 150,
+    batch: int = 8,
+    student_steps: int = 300,
 ) -> dict[str, float]:
     """Data, teacher and student in the store under ``work`` (skipped when already there)."""
     from llmops.registry import Registry
@@ -81,13 +90,13 @@ def prepare(
         teacher = DEMO_RECIPE
         if not demo_teacher:
             teacher = work / "teacher.yaml"
-            teacher.write_text(_sized(TEACHER_RECIPE, steps, batch))
+            teacher.write_text(_sized(TEACHER_RECIPE, steps, student_steps, batch))
         start = time.perf_counter()
         cli("train", "run", teacher, "--threads", str(threads))
         timings["teacher_train_s"] = time.perf_counter() - start
     if "demo-intent-student" not in names:
         recipe = work / "student.yaml"
-        recipe.write_text(_sized(STUDENT_RECIPE, steps, batch))
+        recipe.write_text(_sized(STUDENT_RECIPE, steps, student_steps, batch))
         start = time.perf_counter()
         cli("train", "run", recipe, "--threads", str(threads))
         timings["student_train_s"] = time.perf_counter() - start
@@ -125,18 +134,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/llmops-bench-optimise"))
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for training and the engine")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and the engine")
     parser.add_argument("--rows", type=int, default=800, help="synthetic intent rows (80%% train)")
     parser.add_argument("--demo-teacher", action="store_true", help="train the demo recipe as the teacher")
-    parser.add_argument("--steps", type=int, default=150, help="optimiser steps of teacher and student")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per step (packed rows)")
+    parser.add_argument("--steps", type=int, default=150, help="optimiser steps of the teacher")
+    parser.add_argument("--student-steps", type=int, default=300, help="optimiser steps of the student")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (packed rows)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ["LLMOPS_HOME"] = str(args.work / "home")
     import torch
 
     torch.set_num_threads(args.threads)
-    timings = prepare(args.work, args.threads, args.rows, args.demo_teacher, args.steps, args.batch_size)
+    timings = prepare(
+        args.work, args.threads, args.rows, args.demo_teacher, args.steps, args.batch_size, args.student_steps
+    )
     from llmops.registry import Registry
     from llmops.store.home import open_home
 
@@ -157,6 +169,7 @@ def main() -> None:
         "kept_share": student_em / teacher_em if teacher_em else 0.0,
         "threads": args.threads,
         "steps": args.steps,
+        "student_steps": args.student_steps,
         "batch_size": args.batch_size,
         **timings,
     }
