@@ -234,3 +234,19 @@ def test_sampled_tokens_through_the_engine_follow_the_target(tmp_path: Path) -> 
 
     assert _chi_square(second, marginal_of_second(target)) < CHI2_CRITICAL_7DOF
     assert _chi_square(second, marginal_of_second(draft)) > CHI2_CRITICAL_7DOF
+
+
+def test_a_stop_token_among_kept_drafts_ends_the_reply_there(
+    drafts: dict[str, Path], make_backend: Any, reference_model: Any
+) -> None:
+    prompt = random_prompts(1, 12, 12, seed=8)[0]
+    expected = reference_greedy(reference_model, prompt, 12)[0]
+    stop = expected[3]  # the 4th token: inside the first verified draft (the 1st comes from prefill)
+    cut = expected.index(stop) + 1
+    backend = make_backend(speculative={"draft": str(drafts["same"]), "k": 4})
+    request = GenerationRequest("stop", greedy(12, stop_token_ids=(stop,)), prompt_token_ids=tuple(prompt))
+    events = asyncio.run(collect_all(backend, [request]))[0]
+    assert [e.token_id for e in events] == expected[:cut]
+    assert events[-1].finish_reason == "stop"
+    assert backend.stats().kv_blocks_used == 0
+    assert backend.engine.speculator.block_manager.num_used_blocks == 0
