@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
 
 from llmops.cli.context import console, home_of
 
-app = typer.Typer(help="Training: tokenizers, pretraining, fine-tuning, LoRA.", no_args_is_help=True)
+app = typer.Typer(
+    help="Training: tokenizers, pretraining, fine-tuning, LoRA, distillation.", no_args_is_help=True
+)
 
 
 @app.command("run")
@@ -27,6 +30,8 @@ def run(
 ) -> None:
     """Train RECIPE; on success register the model (or adapter) with its lineage.
 
+    kind distill trains a student on a teacher's softened logits; with distill.teacher_data the
+    teacher first answers the training prompts through the engine (stored as a dataset version).
     Progress (step, loss, tokens/s, time left) is a bar on a terminal and a line every few steps
     or seconds otherwise.
     """
@@ -45,9 +50,23 @@ def run(
             nproc=nproc,
             threads=threads,
             progress=progress,
+            teacher_answers=partial(_teacher_answers, threads=threads),
         )
     result = trained.result
     losses = f"loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}"
     best = f", best validation loss {result.best_val_loss:.3f}" if result.best_val_loss is not None else ""
     console.print(f"trained {result.final_step} steps: {losses}{best}, {result.tokens_per_s:,.0f} tokens/s")
     console.print(f"registered {trained.version.ref} ({trained.version.format}) from run {trained.run_id}")
+
+
+def _teacher_answers(
+    model_dir: Path, prompts: list[str], max_tokens: int, *, threads: int | None
+) -> list[str]:
+    """A distillation teacher's greedy answers, from the in-process engine."""
+    from llmops.engine.config import EngineConfig
+    from llmops.engine.offline import complete_prompts
+
+    console.print(f"the teacher answers {len(prompts)} prompts")
+    return complete_prompts(
+        model_dir, prompts, max_tokens, config=EngineConfig(threads=threads) if threads else None
+    )

@@ -130,6 +130,20 @@ class BlockManager:
                 self._cached[block_hash] = block.block_id
         seq.num_committed_blocks = num_full
 
+    def truncate(self, seq: Sequence, num_tokens: int) -> None:
+        """Give back the blocks past the first ``num_tokens`` positions (rejected speculative slots).
+
+        Only uncommitted tail blocks can lie there: committed blocks hold computed tokens.
+        """
+        keep = max(seq.num_committed_blocks, -(-num_tokens // self.block_size))
+        while len(seq.block_table) > keep:
+            block = self._blocks[seq.block_table.pop()]
+            block.ref_count -= 1
+            assert block.ref_count >= 0, "block freed twice"
+            if block.ref_count == 0:
+                self._free[block.block_id] = None
+                self._free.move_to_end(block.block_id, last=block.block_hash is not None)
+
     def free(self, seq: Sequence) -> None:
         """Drop ``seq``'s references; its cached blocks stay reusable until evicted."""
         # Freed last block first, so a prefix outlives its tails under LRU eviction.

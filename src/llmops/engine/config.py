@@ -21,6 +21,19 @@ def _default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+class SpeculativeConfig(BaseModel):
+    """Speculative decoding: a small draft model proposes ``k`` tokens, the served model verifies them.
+
+    ``draft`` is a registry reference or a local model directory; the replica resolves it. The draft
+    must share the served model's tokenizer (same vocabulary), or the engine refuses to start.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    draft: str = Field(min_length=1, description="Draft model: registry reference or local model directory.")
+    k: int = Field(default=4, ge=1, le=16, description="Tokens the draft proposes per step and sequence.")
+
+
 class EngineConfig(BaseModel):
     """How the in-process engine batches, caches and admits requests."""
 
@@ -71,6 +84,11 @@ class EngineConfig(BaseModel):
         default=20, ge=0, description="Largest top_logprobs a request may ask for (OpenAI allows 20)."
     )
     seed: int = Field(default=0, description="Seed of the shared generator used by unseeded sampling.")
+    speculative: SpeculativeConfig | None = Field(
+        default=None,
+        description="Speculative decoding with a draft model ({draft: REF, k: 4}); None decodes one "
+        "token per step.",
+    )
 
     @model_validator(mode="after")
     def _budget_fits_a_decode_batch(self) -> EngineConfig:

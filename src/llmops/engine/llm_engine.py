@@ -23,8 +23,9 @@ from llmops.engine.model_runner import ModelRunner
 from llmops.engine.sampler import SampledToken, Sampler
 from llmops.engine.scheduler import ScheduledChunk, Scheduler
 from llmops.engine.sequence import Sequence
+from llmops.engine.speculative import Speculator
 from llmops.engine.types import EngineStats, FinishReason
-from llmops.errors import Conflict
+from llmops.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,11 @@ class LLMEngine:
     """Continuous batching over a paged KV cache for one transformers causal LM."""
 
     def __init__(
-        self, model: PreTrainedModel, config: EngineConfig, eos_token_ids: frozenset[int] = frozenset()
+        self,
+        model: PreTrainedModel,
+        config: EngineConfig,
+        eos_token_ids: frozenset[int] = frozenset(),
+        draft_model: PreTrainedModel | None = None,
     ) -> None:
         self.config = config
         self.eos_token_ids = eos_token_ids
@@ -72,11 +77,35 @@ class LLMEngine:
             self.block_manager, config.max_num_seqs, config.max_num_batched_tokens, on_start=self._on_start
         )
         self.sampler = Sampler(config.seed)
+        self.speculator = self._speculator(draft_model)
         self._steps = 0
         self._last_batch_size = 0
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
         self._preemptions_total = 0
+
+    def _speculator(self, draft_model: PreTrainedModel | None) -> Speculator | None:
+        """The draft side of speculative decoding (config.speculative names the draft model)."""
+        if draft_model is None:
+            return None
+        if self.config.speculative is None:
+            raise ValueError("a draft model needs config.speculative (its k)")
+        draft_vocab = int(draft_model.config.get_text_config().vocab_size)
+        if draft_vocab != self.vocab_size:
+            raise InvalidInput(
+                f"speculative.draft: the draft model's vocabulary has {draft_vocab} tokens, the served "
+                f"model's {self.vocab_size}; use a draft trained on the same tokenizer",
+                param="speculative.draft",
+            )
+        # The draft cache gets as many blocks as the target's: it never holds more positions.
+        return Speculator(
+            draft_model,
+            self.config.speculative.k,
+            self.runner.num_blocks,
+            self.config.block_size,
+            DTYPES[self.config.dtype],
+            self.sampler,
+        )
 
     def _num_blocks(self, model: PreTrainedModel) -> int:
         text = model.config.get_text_config()
@@ -136,24 +165,52 @@ class LLMEngine:
         self._steps += 1
         self._preemptions_total += len(plan.preempted)
         self._last_batch_size = len(plan.chunks)
+        chunks = self._speculate(plan.chunks)
         try:
-            done = [(plan.chunks, self._run(plan.chunks))]
+            done = [(chunks, self._run(chunks))]
         except Exception:
-            logger.exception("engine step failed; retrying its %d requests one by one", len(plan.chunks))
-            done = self._run_isolated(plan.chunks, outputs)
-        for chunks, sampled in done:
-            self.scheduler.complete_chunks(chunks)
+            logger.exception("engine step failed; retrying its %d requests one by one", len(chunks))
+            done = self._run_isolated(chunks, outputs)
+        for step_chunks, sampled in done:
+            self.scheduler.complete_chunks([c for c in step_chunks if not c.draft_token_ids])
             outputs.extend(self._postprocess(sampled))
+        if self.speculator is not None:
+            self.speculator.release_finished()
         return outputs
 
-    def _run(self, chunks: list[ScheduledChunk]) -> list[tuple[Sequence, SampledToken]]:
+    def _speculate(self, chunks: list[ScheduledChunk]) -> list[ScheduledChunk]:
+        """Decodes with drafts to verify (speculative decoding); the plan itself when the draft fails."""
+        if self.speculator is None:
+            return chunks
+        try:
+            return self.speculator.propose(chunks, self.block_manager, self.max_model_len)
+        except Exception:
+            logger.exception("the draft model failed; this step decodes without speculation")
+            return chunks
+
+    def _run(self, chunks: list[ScheduledChunk]) -> list[tuple[ScheduledChunk, list[SampledToken]]]:
+        """Forward ``chunks``; each sampling chunk's tokens (one, or a verified draft's several)."""
         sample_chunks, logits = self.runner.execute(chunks)
-        seqs = [chunk.seq for chunk in sample_chunks]
-        return list(zip(seqs, self.sampler(logits, seqs), strict=True))
+        rows: list[int] = []  # first logits row of every sampling chunk
+        offset = 0
+        for chunk in sample_chunks:
+            rows.append(offset)
+            offset += chunk.num_logits
+        plain = [i for i, chunk in enumerate(sample_chunks) if not chunk.draft_token_ids]
+        tokens: dict[int, list[SampledToken]] = {}
+        if plain:
+            index = torch.tensor([rows[i] for i in plain], dtype=torch.long)
+            picked = self.sampler(logits[index], [sample_chunks[i].seq for i in plain])
+            tokens = {i: [token] for i, token in zip(plain, picked, strict=True)}
+        for i, chunk in enumerate(sample_chunks):
+            if chunk.draft_token_ids:
+                assert self.speculator is not None
+                tokens[i] = self.speculator.verify(chunk, logits[rows[i] : rows[i] + chunk.num_logits])
+        return [(chunk, tokens[i]) for i, chunk in enumerate(sample_chunks)]
 
     def _run_isolated(
         self, chunks: list[ScheduledChunk], outputs: list[StepOutput]
-    ) -> list[tuple[list[ScheduledChunk], list[tuple[Sequence, SampledToken]]]]:
+    ) -> list[tuple[list[ScheduledChunk], list[tuple[ScheduledChunk, list[SampledToken]]]]]:
         """Rerun each chunk alone (rewriting the same K/V slots); a chunk that fails again ends in error."""
         done = []
         for chunk in chunks:
@@ -165,23 +222,34 @@ class LLMEngine:
                 outputs.append(self._final(chunk.seq, "error", f"{type(exc).__name__}: {exc}"))
         return done
 
-    def _postprocess(self, sampled: list[tuple[Sequence, SampledToken]]) -> list[StepOutput]:
+    def _postprocess(self, sampled: list[tuple[ScheduledChunk, list[SampledToken]]]) -> list[StepOutput]:
+        """Append each chunk's tokens in order (a stop rule drops the rest); then record what a
+        verified draft computed and roll its rejected slots back."""
         outputs = []
-        for seq, token in sampled:
-            reason = self.scheduler.append_token(seq, token.token_id)
-            self._generation_tokens_total += 1
-            outputs.append(
-                StepOutput(
-                    request_id=seq.request_id,
-                    token_id=token.token_id,
-                    num_prompt_tokens=seq.num_prompt_tokens,
-                    num_output_tokens=seq.num_output_tokens,
-                    num_cached_tokens=seq.num_cached_tokens,
-                    logprob=token.logprob,
-                    top_logprobs=token.top_logprobs,
-                    finish_reason=reason,
+        for chunk, tokens in sampled:
+            seq = chunk.seq
+            for token in tokens:
+                reason = self.scheduler.append_token(seq, token.token_id)
+                self._generation_tokens_total += 1
+                outputs.append(
+                    StepOutput(
+                        request_id=seq.request_id,
+                        token_id=token.token_id,
+                        num_prompt_tokens=seq.num_prompt_tokens,
+                        num_output_tokens=seq.num_output_tokens,
+                        num_cached_tokens=seq.num_cached_tokens,
+                        logprob=token.logprob,
+                        top_logprobs=token.top_logprobs,
+                        finish_reason=reason,
+                    )
                 )
-            )
+                if reason is not None:
+                    break
+            if chunk.draft_token_ids:
+                assert self.speculator is not None
+                if not seq.is_finished:
+                    self.scheduler.complete_verified(chunk, len(tokens) - 1)
+                self.speculator.after_verify(chunk, len(tokens) - 1)
         return outputs
 
     def _final(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> StepOutput:
@@ -213,7 +281,19 @@ class LLMEngine:
             prompt_tokens_total=self._prompt_tokens_total,
             generation_tokens_total=self._generation_tokens_total,
             preemptions_total=self._preemptions_total,
+            **self._speculation_stats(),
         )
+
+    def _speculation_stats(self) -> dict[str, int]:
+        if self.speculator is None:
+            return {}
+        spec = self.speculator.stats()
+        return {
+            "spec_verifications_total": spec.verifications,
+            "spec_proposed_tokens_total": spec.proposed_tokens,
+            "spec_accepted_tokens_total": spec.accepted_tokens,
+            "spec_emitted_tokens_total": spec.emitted_tokens,
+        }
 
 
 def _uses_sliding_window(text_config: object) -> bool:

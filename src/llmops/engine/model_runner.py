@@ -2,7 +2,8 @@
 
 Owns the paged KV cache tensors. Layout of one forward (``T`` = scheduled tokens): rows
 ``0 .. B-1`` are the single-token chunks (decodes), then each multi-token (prefill) chunk's rows
-in order. Only the rows that pick a next token go through the LM head.
+in order. Only the rows that pick a next token go through the LM head: the last row of a sampling chunk, or
+every row of a chunk that verifies speculative drafts.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], torch.Tensor]:
-        """Run ``chunks``; return the sampling chunks and their logits ``[S, vocab]`` in float32."""
+        """Run ``chunks``; return the sampling chunks and their logits in float32: ``chunk.num_logits``
+        rows per chunk, in the order of the returned chunks (one row each without drafts)."""
         batch = self.prepare(chunks)
         return batch.sample_chunks, self.forward(batch)
 
@@ -77,7 +79,7 @@ class ModelRunner:
         tokens: list[int] = []
         positions: list[int] = []
         for chunk in ordered:
-            tokens.extend(chunk.seq.token_ids[chunk.start : chunk.start + chunk.num_tokens])
+            tokens.extend(chunk.token_ids)
             positions.extend(range(chunk.start, chunk.start + chunk.num_tokens))
         decode_group, decode_slots = self._decode_group(decodes)
         spans, prefill_slots = self._prefill_spans(prefills, first_row=len(decodes))
@@ -88,7 +90,7 @@ class ModelRunner:
         for chunk in ordered:
             row += chunk.num_tokens
             if chunk.samples:
-                sample_rows.append(row - 1)
+                sample_rows.extend(range(row - chunk.num_logits, row))
                 sample_chunks.append(chunk)
         gathered = max([len(decode_group.blocks) if decode_group else 0] + [len(s.blocks) for s in spans])
         return PreparedBatch(

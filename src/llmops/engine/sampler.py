@@ -36,10 +36,10 @@ class Sampler:
             raw_logprobs = torch.log_softmax(logits, dim=-1)  # [S, vocab]
         logits = self._apply_penalties(logits, seqs)
         token_ids = self._pick(logits, seqs)
-        return self._with_logprobs(token_ids, raw_logprobs, seqs)
+        return self.with_logprobs(token_ids, raw_logprobs, seqs)
 
     def _apply_penalties(self, logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
-        rows = [i for i, seq in enumerate(seqs) if _has_penalty(seq)]
+        rows = [i for i, seq in enumerate(seqs) if has_penalty(seq)]
         if not rows:
             return logits
         logits = logits.clone()
@@ -64,7 +64,7 @@ class Sampler:
         if not sampled_rows:
             return greedy
         index = torch.tensor(sampled_rows, dtype=torch.long)
-        probs = self._probabilities(logits[index], [seqs[i] for i in sampled_rows])  # [R, vocab]
+        probs = self.probabilities(logits[index], [seqs[i] for i in sampled_rows])  # [R, vocab]
         unseeded = [r for r, i in enumerate(sampled_rows) if seqs[i].generator is None]
         if unseeded:
             draws = torch.multinomial(probs[unseeded], 1, generator=self.generator).squeeze(1).tolist()
@@ -77,7 +77,7 @@ class Sampler:
         return greedy
 
     @staticmethod
-    def _probabilities(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    def probabilities(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
         """Softmax after temperature, top-k and top-p; ``logits`` ``[R, vocab]``."""
         temperature = torch.tensor([seq.sampling.temperature for seq in seqs]).unsqueeze(1)
         logits = logits / temperature
@@ -95,7 +95,7 @@ class Sampler:
         return logits.softmax(dim=-1)
 
     @staticmethod
-    def _with_logprobs(
+    def with_logprobs(
         token_ids: list[int], raw_logprobs: torch.Tensor | None, seqs: list[Sequence]
     ) -> list[SampledToken]:
         if raw_logprobs is None:
@@ -115,6 +115,6 @@ class Sampler:
         return out
 
 
-def _has_penalty(seq: Sequence) -> bool:
+def has_penalty(seq: Sequence) -> bool:
     params = seq.sampling
     return params.repetition_penalty != 1.0 or bool(params.presence_penalty) or bool(params.frequency_penalty)

@@ -24,12 +24,26 @@ class ScheduledChunk:
     """Compute ``num_tokens`` tokens of ``seq`` starting at position ``start``.
 
     ``samples``: the chunk reaches the end of the sequence, so its last logits pick the next token.
+    ``draft_token_ids``: speculative decoding's proposals, computed after the sequence's own tokens
+    (they are not part of the sequence until verified); every one of them yields logits too.
     """
 
     seq: Sequence
     start: int
     num_tokens: int
     samples: bool
+    draft_token_ids: tuple[int, ...] = ()
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The tokens this chunk computes: the sequence's own, then the drafts."""
+        own = self.num_tokens - len(self.draft_token_ids)
+        return [*self.seq.token_ids[self.start : self.start + own], *self.draft_token_ids]
+
+    @property
+    def num_logits(self) -> int:
+        """Rows of logits the chunk yields: its last, or all of a verified draft (drafts + 1)."""
+        return len(self.draft_token_ids) + 1 if self.samples else 0
 
     @classmethod
     def plan(cls, seq: Sequence, num_tokens: int) -> ScheduledChunk:
@@ -146,6 +160,14 @@ class Scheduler:
         for chunk in chunks:
             chunk.seq.num_computed_tokens = chunk.start + chunk.num_tokens
             self.block_manager.commit(chunk.seq)
+
+    def complete_verified(self, chunk: ScheduledChunk, num_accepted: int) -> None:
+        """Record a verified draft: the sequence's token and ``num_accepted`` drafts are computed; the
+        K/V slots of rejected drafts are given back (they lie past the computed tokens)."""
+        seq = chunk.seq
+        seq.num_computed_tokens = chunk.start + 1 + num_accepted
+        self.block_manager.commit(seq)
+        self.block_manager.truncate(seq, seq.num_tokens)
 
     def append_token(self, seq: Sequence, token_id: int) -> FinishReason | None:
         """Add a sampled token; finishes (and frees) the sequence when a stop rule fires."""

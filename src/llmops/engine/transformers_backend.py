@@ -60,6 +60,7 @@ class TransformersBackend(Backend):
         adapters: dict[str, Path] | None = None,
         *,
         model_id: str | None = None,
+        draft_dir: Path | None = None,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -72,12 +73,37 @@ class TransformersBackend(Backend):
         self.encoder = PromptEncoder.for_model_dir(self.model_dir, self.tokenizer)
         self._adapter_encoders: dict[str, PromptEncoder] = {}
         model = load_causal_lm(self.model_dir, self.config.dtype)
-        self.engine = LLMEngine(model, self.config, stop_token_ids(model, self.encoder))
+        draft = self._load_draft(draft_dir)
+        self.engine = LLMEngine(model, self.config, stop_token_ids(model, self.encoder), draft_model=draft)
         for name, path in (adapters or {}).items():
             self.engine.adapters.load(name, Path(path))
             self._adapter_encoders[name] = self._encoder_of(Path(path))
         self._loop = EngineLoop(self.engine, name=f"llmops-engine-{self.model_id}")
         self._in_flight: set[str] = set()
+
+    def _load_draft(self, draft_dir: Path | None) -> Any:
+        """The draft model of ``config.speculative``: ``draft_dir`` (the resolved reference) or, when
+        not given, ``speculative.draft`` read as a local directory. Its tokenizer must be ours."""
+        spec = self.config.speculative
+        if spec is None:
+            return None
+        from transformers import AutoTokenizer
+
+        directory = Path(draft_dir) if draft_dir is not None else Path(spec.draft).expanduser()
+        if not (directory / "config.json").is_file():
+            raise InvalidInput(
+                f"speculative.draft: {spec.draft!r} is not a model directory; give a local directory or a "
+                "registry reference served through `llmops replica`",
+                param="speculative.draft",
+            )
+        draft_tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        if draft_tokenizer.get_vocab() != self.tokenizer.get_vocab():
+            raise InvalidInput(
+                f"speculative.draft: {spec.draft!r} has a different vocabulary from the served model "
+                f"({len(draft_tokenizer)} vs {len(self.tokenizer)} tokens); a draft must share its tokenizer",
+                param="speculative.draft",
+            )
+        return load_causal_lm(directory, self.config.dtype)
 
     def info(self) -> ModelInfo:
         return ModelInfo(self.model_id, self.engine.max_model_len, self.engine.adapters.names)

@@ -99,6 +99,12 @@ class EngineStats:
     prompt_tokens_total: int = 0
     generation_tokens_total: int = 0
     preemptions_total: int = 0
+    # Speculative decoding (zero without a draft model): sequence-steps that verified drafts,
+    # drafts proposed, drafts the target kept, and tokens those steps emitted (kept + 1 each).
+    spec_verifications_total: int = 0
+    spec_proposed_tokens_total: int = 0
+    spec_accepted_tokens_total: int = 0
+    spec_emitted_tokens_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmops.engine.types import Backend
+from llmops.engine.types import Backend, EngineStats
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 QUEUE_DEPTH_METRIC = "llmops_engine_requests_waiting"
 RUNNING_METRIC = "llmops_engine_requests_running"
 TTFT_METRIC = "llmops_time_to_first_token_seconds"
+ACCEPTANCE_METRIC = "llmops_engine_spec_acceptance_ratio"
+TOKENS_PER_STEP_METRIC = "llmops_engine_spec_tokens_per_step"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -106,6 +108,37 @@ class EngineStatsCollector(Collector):
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(name, doc, value=value)
+        yield from _speculation_metrics(stats)
+
+
+def _speculation_metrics(stats: EngineStats) -> Iterator[Metric]:
+    """Speculative decoding: counters, and the two ratios people watch (exported when it is on)."""
+    if not stats.spec_verifications_total:
+        return
+    counters = {
+        "llmops_engine_spec_verifications": (
+            "Sequence-steps that verified draft tokens.",
+            stats.spec_verifications_total,
+        ),
+        "llmops_engine_spec_draft_tokens": ("Draft tokens proposed.", stats.spec_proposed_tokens_total),
+        "llmops_engine_spec_accepted_tokens": (
+            "Draft tokens the served model kept.",
+            stats.spec_accepted_tokens_total,
+        ),
+    }
+    for name, (doc, value) in counters.items():
+        yield CounterMetricFamily(name, doc, value=value)
+    proposed = stats.spec_proposed_tokens_total
+    yield GaugeMetricFamily(
+        ACCEPTANCE_METRIC,
+        "Share of draft tokens kept since the replica started.",
+        value=stats.spec_accepted_tokens_total / proposed if proposed else 0.0,
+    )
+    yield GaugeMetricFamily(
+        TOKENS_PER_STEP_METRIC,
+        "Tokens a sequence gained per verifying step since the replica started (1 = no gain).",
+        value=stats.spec_emitted_tokens_total / stats.spec_verifications_total,
+    )
 
 
 class MetricsMiddleware:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from llmops.engine.config import EngineConfig
 from llmops.engine.types import Backend
+from llmops.errors import InvalidInput, LLMOpsError
 from llmops.serve.app import build_app
 from llmops.serve.config import ServeConfig
 from llmops.serve.loading import ResolvedModel, resolve_model
@@ -21,11 +22,37 @@ from llmops.store.home import Home
 GRACEFUL_SHUTDOWN_S = 30
 
 
-def build_backend(model: ResolvedModel, engine: EngineConfig | None = None) -> Backend:
-    """The transformers engine over ``model`` (blocking: loads the weights)."""
+def build_backend(
+    model: ResolvedModel, engine: EngineConfig | None = None, draft: ResolvedModel | None = None
+) -> Backend:
+    """The transformers engine over ``model`` (blocking: loads the weights), with ``draft`` as the
+    speculative-decoding draft model when ``engine.speculative`` names one."""
     from llmops.engine.transformers_backend import TransformersBackend
 
-    return TransformersBackend(model.base_dir, engine, adapters=dict(model.adapters) or None)
+    return TransformersBackend(
+        model.base_dir,
+        engine,
+        adapters=dict(model.adapters) or None,
+        draft_dir=draft.base_dir if draft is not None else None,
+    )
+
+
+def resolve_draft(
+    engine: EngineConfig | None, open_store: Callable[[], Home] | None = None
+) -> ResolvedModel | None:
+    """The draft model ``engine.speculative.draft`` names (registry reference or local directory)."""
+    if engine is None or engine.speculative is None:
+        return None
+    try:
+        draft = resolve_model(engine.speculative.draft, open_store=open_store)
+    except LLMOpsError as exc:
+        raise InvalidInput(f"speculative.draft: {exc.message}", param="speculative.draft") from None
+    if draft.adapters:
+        raise InvalidInput(
+            "speculative.draft: the draft must be a full model, not a LoRA adapter",
+            param="speculative.draft",
+        )
+    return draft
 
 
 def server_config(app: FastAPI, config: ServeConfig) -> uvicorn.Config:
@@ -52,7 +79,7 @@ def prepare_replica(
 ) -> tuple[FastAPI, ServeConfig]:
     """Resolve, load and wrap the model in the app; returns the app and the effective config."""
     model = resolve_model(spec, base=base, adapters=adapters, open_store=open_store)
-    backend = build_backend(model, engine)
+    backend = build_backend(model, engine, resolve_draft(engine, open_store))
     name = config.served_model_name or model.default_name
     effective = config.model_copy(
         update={"served_model_name": name, "default_adapter": model.default_adapter}

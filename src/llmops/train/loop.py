@@ -144,7 +144,7 @@ class Trainer:
             local = [self._train[i] for i in shard(indices, self.ctx.rank, self.ctx.world_size)]
             batch = collate(local, self._pad_id).to(self.device)
             with self._gradient_sync(last=k == len(micro_batches) - 1):
-                loss_sum = self._loss_sum(self._ddp or self.model, batch)
+                loss_sum = self._train_loss_sum(self._ddp or self.model, batch)
                 (loss_sum * scale).backward()
             local_loss += loss_sum.detach().double()
         loss = all_reduce_sum(local_loss, self.ctx).item() / targets
@@ -177,6 +177,10 @@ class Trainer:
         else:
             with self._ddp.no_sync():
                 yield
+
+    def _train_loss_sum(self, module: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The training objective, summed over target tokens (distillation overrides it)."""
+        return self._loss_sum(module, batch)
 
     def _loss_sum(self, module: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """Summed next-token cross-entropy over the batch's target tokens (a scalar)."""

@@ -73,12 +73,12 @@ def build_model(config: PretrainedConfig, *, seed: int) -> PreTrainedModel:
     return model.float()
 
 
-def load_model(path: str | Path) -> PreTrainedModel:
+def load_model(path: str | Path, *, param: str = "model.base") -> PreTrainedModel:
     """Load a causal LM in fp32 from a local directory (never a hub)."""
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"no loadable model in {Path(path).name}: {exc}", param="model.base") from None
+        raise InvalidInput(f"no loadable model in {Path(path).name}: {exc}", param=param) from None
     return model
 
 

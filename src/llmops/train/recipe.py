@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from llmops.errors import InvalidInput
 from llmops.security.yaml_input import read_yaml_file
 
-RecipeKind = Literal["pretrain", "finetune", "lora"]
+RecipeKind = Literal["pretrain", "finetune", "lora", "distill"]
 RowSchema = Literal["text", "prompt_completion", "chat"]
 
 
@@ -99,10 +99,10 @@ class DataSpec(_Strict):
 class TokenizerSpec(_Strict):
     """Where the tokenizer comes from."""
 
-    source: Literal["train", "base", "ref"] = Field(
+    source: Literal["train", "base", "ref", "teacher"] = Field(
         default="base",
         description="train: a new byte-level BPE on the training split; base: the base model's; "
-        "ref: an existing tokenizer named by `ref`.",
+        "ref: an existing tokenizer named by `ref`; teacher: the distillation teacher's.",
     )
     vocab_size: int = Field(
         default=512, ge=300, le=1_000_000, description="Vocabulary size when training one."
@@ -132,6 +132,36 @@ class LoraSpec(_Strict):
     )
 
 
+class TeacherDataSpec(_Strict):
+    """Train on the teacher's own answers: it completes every prompt of the training data."""
+
+    dataset: str | None = Field(
+        default=None,
+        description="Name of the dataset version the answers are stored as; default "
+        "<train dataset>-teacher-answers.",
+    )
+    max_tokens: int = Field(default=64, ge=1, le=4096, description="Longest answer the teacher writes.")
+
+
+class DistillSpec(_Strict):
+    """Knowledge distillation (``kind: distill``): the student learns the teacher's softened logits."""
+
+    teacher: str = Field(description="Reference to the teacher model version; the caller resolves it.")
+    temperature: float = Field(
+        default=2.0, gt=0, le=20, description="Softens both distributions; the KL term is scaled by T^2."
+    )
+    alpha: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Weight of the KL term; the hard-label cross-entropy gets 1 - alpha.",
+    )
+    teacher_data: TeacherDataSpec | None = Field(
+        default=None,
+        description="Replace the completions with the teacher's greedy answers (prompt_completion rows).",
+    )
+
+
 class OptimSpec(_Strict):
     """Optimiser, schedule, batch and numeric settings."""
 
@@ -158,13 +188,17 @@ class Recipe(_Strict):
     """One training run: what to train, on which data, and how."""
 
     kind: RecipeKind = Field(
-        description="pretrain a new model, finetune all weights, or train a LoRA adapter."
+        description="pretrain a new model, finetune all weights, train a LoRA adapter, or distill a "
+        "teacher into a student."
     )
     name: str | None = Field(default=None, description="Human name of the run.")
     model: ModelSpec = Field(description="A new architecture (pretrain) or a base model reference.")
     data: DataSpec = Field(description="Training and validation datasets.")
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec, description="Tokenizer source.")
     lora: LoraSpec | None = Field(default=None, description="Adapter settings; required for kind lora.")
+    distill: DistillSpec | None = Field(
+        default=None, description="Teacher and loss settings; required for kind distill."
+    )
     optim: OptimSpec = Field(description="Optimiser and batch settings.")
     max_seq_len: int = Field(default=256, ge=8, description="Longest training sequence in tokens.")
     packing: bool = Field(default=False, description="Pack short examples into rows of max_seq_len tokens.")
@@ -179,9 +213,25 @@ class Recipe(_Strict):
     )
     keep_checkpoints: int = Field(default=2, ge=1, description="How many recent checkpoints to keep.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _student_takes_teacher_tokenizer(cls, raw: Any) -> Any:
+        # A distilled student shares its teacher's tokenizer unless the recipe names one.
+        if isinstance(raw, dict) and raw.get("kind") == "distill" and "tokenizer" not in raw:
+            return {**raw, "tokenizer": {"source": "teacher"}}
+        return raw
+
     @model_validator(mode="after")
     def _sections_match_kind(self) -> Recipe:
-        if self.kind == "pretrain":
+        if (self.kind == "distill") != (self.distill is not None):
+            raise RecipeFieldError(
+                "distill", "the distill section is required for kind distill and not allowed otherwise"
+            )
+        if self.tokenizer.source == "teacher" and self.kind != "distill":
+            raise RecipeFieldError("tokenizer.source", "'teacher' is only for kind distill")
+        if self.kind == "distill":
+            self._check_distill()
+        elif self.kind == "pretrain":
             if not isinstance(self.model, NewModelSpec):
                 raise RecipeFieldError(
                     "model", "kind pretrain needs model.architecture and sizes, not model.base"
@@ -204,6 +254,24 @@ class Recipe(_Strict):
         if self.early_stopping_patience is not None and self.data.validation is None:
             raise RecipeFieldError("early_stopping_patience", "early stopping needs data.validation")
         return self
+
+    def _check_distill(self) -> None:
+        """A student from config or a smaller base, always on a tokenizer that can match the teacher's."""
+        if self.tokenizer.source == "train":
+            raise RecipeFieldError(
+                "tokenizer.source",
+                "a student must share its teacher's tokenizer: use 'teacher' (or 'base' / 'ref' "
+                "naming the same one)",
+            )
+        if self.tokenizer.source == "base" and not isinstance(self.model, BaseModelSpec):
+            raise RecipeFieldError(
+                "tokenizer.source", "a student built from config has no base: use 'teacher'"
+            )
+        assert self.distill is not None
+        if self.distill.teacher_data is not None and self.data.row_schema != "prompt_completion":
+            raise RecipeFieldError(
+                "distill.teacher_data", "teacher answers need prompt_completion rows (data.schema)"
+            )
 
 
 def parse_recipe(raw: Any, *, source: str = "recipe") -> Recipe:

@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -28,12 +29,13 @@ from llmops.errors import InvalidInput
 from llmops.train.batching import Example, encode_rows, pack_examples
 from llmops.train.checkpoint import latest_checkpoint
 from llmops.train.collectives import DistContext, barrier, pick_device
+from llmops.train.distill import DistillTrainer, check_same_tokenizer, check_same_vocabulary
 from llmops.train.input_format import InputFormat, format_for_schema, write_input_format
 from llmops.train.loop import LoopOutcome, Trainer
 from llmops.train.lora import apply_lora, save_adapter
 from llmops.train.messages import TrainingObserver, TrainingResult, TrainJob
 from llmops.train.modeling import build_model, count_parameters, load_model, model_config, save_model
-from llmops.train.recipe import NewModelSpec, Recipe
+from llmops.train.recipe import BaseModelSpec, NewModelSpec, Recipe
 from llmops.train.rng import seed_process
 from llmops.train.rows import Row, read_rows, row_texts
 from llmops.train.tokenizer import load_tokenizer, train_tokenizer
@@ -71,10 +73,16 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
     val_path = job.inputs.validation_path
     val_rows = read_rows(val_path, recipe.data.row_schema) if val_path is not None else []
     tokenizer = _prepare_tokenizer(job, train_rows, ctx)
-    model = _prepare_model(recipe, job, tokenizer)
+    teacher = _prepare_teacher(job, tokenizer)
+    model = _prepare_model(recipe, job, tokenizer, teacher)
     counts = count_parameters(model)
     seed_process(recipe.optim.seed, ctx)
-    trainer = Trainer(
+    extra: dict[str, Any] = {}
+    trainer_cls: type[Trainer] = Trainer
+    if teacher is not None:
+        assert recipe.distill is not None  # the recipe validator requires it for kind distill
+        trainer_cls, extra = DistillTrainer, {"teacher": teacher, "spec": recipe.distill}
+    trainer = trainer_cls(
         model,
         _examples(train_rows, tokenizer, recipe),
         _examples(val_rows, tokenizer, recipe) if val_rows else [],
@@ -84,6 +92,7 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
         observer=observer,
         ctx=ctx,
         device=device,
+        **extra,
     )
     latest = latest_checkpoint(job.output_dir / CHECKPOINT_DIR) if job.resume else None
     if latest is not None:
@@ -100,10 +109,12 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
 def _check_inputs(job: TrainJob, ctx: DistContext) -> None:
     """Fail before any work on inputs that cannot make a run."""
     recipe, inputs = job.recipe, job.inputs
-    if recipe.kind != "pretrain" and inputs.base_model_dir is None:
+    if isinstance(recipe.model, BaseModelSpec) and inputs.base_model_dir is None:
         raise InvalidInput(
             f"kind {recipe.kind} needs the base model's local directory", param="base_model_dir"
         )
+    if recipe.kind == "distill" and inputs.teacher_model_dir is None:
+        raise InvalidInput("kind distill needs the teacher's local directory", param="teacher_model_dir")
     if recipe.tokenizer.source == "ref" and inputs.tokenizer_dir is None:
         raise InvalidInput(
             "tokenizer.source 'ref' needs the tokenizer's local directory", param="tokenizer_dir"
@@ -133,6 +144,9 @@ def _prepare_tokenizer(job: TrainJob, train_rows: list[Row], ctx: DistContext) -
     if spec.source == "ref":
         assert inputs.tokenizer_dir is not None
         return load_tokenizer(inputs.tokenizer_dir)
+    if spec.source == "teacher":
+        assert inputs.teacher_model_dir is not None  # checked in _check_inputs
+        return load_tokenizer(inputs.teacher_model_dir)
     folder = job.output_dir / TOKENIZER_DIR
     if ctx.is_main and not (job.resume and folder.is_dir()):
         model = job.recipe.model
@@ -148,12 +162,28 @@ def _prepare_tokenizer(job: TrainJob, train_rows: list[Row], ctx: DistContext) -
     return load_tokenizer(folder)
 
 
-def _prepare_model(recipe: Recipe, job: TrainJob, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
+def _prepare_teacher(job: TrainJob, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel | None:
+    """The frozen teacher of kind distill, after checking that it shares the student's tokenizer."""
+    teacher_dir = job.inputs.teacher_model_dir
+    if job.recipe.kind != "distill" or teacher_dir is None:
+        return None
+    check_same_tokenizer(tokenizer, load_tokenizer(teacher_dir))
+    return load_model(teacher_dir, param="distill.teacher")
+
+
+def _prepare_model(
+    recipe: Recipe, job: TrainJob, tokenizer: PreTrainedTokenizerBase, teacher: PreTrainedModel | None = None
+) -> torch.nn.Module:
     if isinstance(recipe.model, NewModelSpec):
-        model = build_model(model_config(recipe.model, tokenizer), seed=recipe.optim.seed)
+        new_config = model_config(recipe.model, tokenizer)
+        if teacher is not None:
+            new_config.vocab_size = int(teacher.config.vocab_size)  # logits over the teacher's ids
+        model = build_model(new_config, seed=recipe.optim.seed)
     else:
         assert job.inputs.base_model_dir is not None
         model = load_model(job.inputs.base_model_dir)
+        if teacher is not None:
+            check_same_vocabulary(int(model.config.vocab_size), int(teacher.config.vocab_size))
     config: PretrainedConfig = model.config
     if int(config.vocab_size) < len(tokenizer):
         raise InvalidInput("the base model's vocabulary is smaller than its tokenizer's", param="model.base")
