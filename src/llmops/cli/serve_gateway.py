@@ -99,8 +99,7 @@ def serve(
         None,
         "--config",
         "-c",
-        help="gateway.yaml: the fields of llmops.gateway.config.GatewayConfig; guardrails and logging "
-        "in docs/security.md, monitoring in docs/monitoring.md.",
+        help="gateway.yaml: every setting is described in docs/gateway.md.",
     ),
     deployment: list[str] = typer.Option([], "--deployment", "-d", help="NAME=URL[,URL...] (repeatable)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
@@ -120,7 +119,12 @@ def serve(
     ),
     threads: int | None = typer.Option(None, min=1, help="--model: torch threads of the in-process engine."),
 ) -> None:
-    """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging)."""
+    """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging).
+
+    Settings: --config gateway.yaml, described in docs/gateway.md (a complete one: examples/gateway.yaml).
+
+    The flags below override the file.
+    """
     import uvicorn
 
     price: dict[str, Any] = {"free": free, "usd_per_engine_second": usd_per_engine_second or 0.0}
