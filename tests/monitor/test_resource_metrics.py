@@ -158,3 +158,14 @@ def test_gateway_workers_process_metrics_are_per_live_pid(tmp_path: Path) -> Non
         for worker in workers:
             worker.kill()
             worker.wait(timeout=30)
+
+
+def test_one_gateway_process_reports_itself_once_with_an_in_process_replica() -> None:
+    metrics = GatewayMetrics()
+    replica = CollectorRegistry()
+    register_resource_collectors(replica)  # the replica's registry, in the gateway's process
+    metrics.include(replica, {"replica": "in-process:tiny@1"})
+    found = samples(metrics.render().decode())
+    rss = [labels for name, labels in found if name == "process_resident_memory_bytes"]
+    assert rss == [()]  # this process, once, without a pid or replica label
+    assert [name for name, _ in found].count("python_info") == 1
