@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,7 +98,9 @@ def test_gpu_gauges_read_torch_cuda_per_device(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "torch", fake_torch())
     registry = CollectorRegistry()
     register_resource_collectors(registry)
-    found = samples(generate_latest(registry).decode())
+    exposition = generate_latest(registry)
+    _promtool_accepts(exposition)
+    found = samples(exposition.decode())
     assert found[(GPU_MEMORY_USED, (("device", "0"),))] == 10 * GPU
     assert found[(GPU_MEMORY_USED, (("device", "1"),))] == 20 * GPU
     assert found[("llmops_gpu_memory_total_bytes", (("device", "1"),))] == 80 * GPU
@@ -125,6 +128,13 @@ if sys.argv[1] == "stay":
 """
 
 
+def _promtool_accepts(exposition: bytes) -> None:
+    promtool = shutil.which("promtool")  # Debian's prometheus package; .ci/run installs it
+    if promtool is not None:
+        checked = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True)
+        assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
 def test_gateway_workers_process_metrics_are_per_live_pid(tmp_path: Path) -> None:
     folder = prepare_multiprocess_dir(tmp_path / "metrics")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
@@ -141,7 +151,9 @@ def test_gateway_workers_process_metrics_are_per_live_pid(tmp_path: Path) -> Non
             assert worker.stdout is not None and worker.stdout.readline().strip() == b"ready"
         live = sorted(worker.pid for worker in workers)
         assert worker_pids(folder) == live  # the worker that exited left files, but is not read
-        found = samples(GatewayMetrics(folder).render().decode())
+        exposition = GatewayMetrics(folder).render()
+        _promtool_accepts(exposition)
+        found = samples(exposition.decode())
         for name in PROCESS_SAMPLES:
             assert sorted(int(dict(labels)["pid"]) for n, labels in found if n == name) == live, name
         assert [n for n, _ in found].count("python_info") == 1
