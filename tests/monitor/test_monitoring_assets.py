@@ -1,9 +1,9 @@
 """deploy/monitoring and docs/monitoring.md use only metrics that llmops really exports.
 
-Every ``llmops_*`` name in the Grafana dashboard's and the Prometheus rules' PromQL, and in the
-in-process alert rules, must be a sample name of a metric the replica (serve), the gateway (when
-its metrics module exists) or the monitor registers: counters as ``*_total``, histograms as
-``*_bucket``/``*_sum``/``*_count``, summaries as ``*_sum``/``*_count``.
+Every ``llmops_*``, ``process_*`` and ``python_info`` name in the Grafana dashboard's and the
+Prometheus rules' PromQL, and in the in-process alert rules, must be a sample name of a metric
+the replica (serve), the gateway (when its metrics module exists) or the monitor registers:
+counters as ``*_total``, histograms as ``*_bucket``/``*_sum``/``*_count``, summaries as ``*_sum``/``*_count``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from llmops.serve.metrics import ServeMetrics
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "deploy" / "monitoring"
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
-_NAME = re.compile(r"\bllmops_[A-Za-z0-9_:]+")
+_NAME = re.compile(r"\b(?:llmops_[A-Za-z0-9_:]+|process_[a-z_]+|python_info)\b")
+# Resource metrics keep prometheus-client's standard names (every exporter's dashboards know them).
+STANDARD = ("process_", "python_info")
 _SUFFIXES = {
     "counter": ("_total",),
     "histogram": ("_bucket", "_sum", "_count"),
@@ -92,7 +94,9 @@ def test_the_exported_names_follow_the_conventions(exported: set[str]) -> None:
     assert "llmops_time_to_first_token_seconds_bucket" in exported
     assert "llmops_drift_score" in exported and "llmops_online_eval_score_count" in exported
     assert "llmops_http_requests" not in exported  # a counter is only ever scraped as *_total
-    assert all(name.startswith("llmops_") for name in exported)
+    assert all(name.startswith(("llmops_", *STANDARD)) for name in exported)
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= exported
+    assert {"llmops_gpu_memory_used_bytes", "llmops_gpu_utilization_ratio"} <= exported
 
 
 def test_the_extractor_ignores_label_values_and_keeps_suffixes() -> None:

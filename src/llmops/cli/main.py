@@ -1,6 +1,9 @@
 """The ``llmops`` entry point: global options, the command areas, and one error path.
 
-User errors (``LLMOpsError``) print one line to stderr and exit 2; ``--debug`` shows tracebacks.
+Every error is one line on stderr starting with ``error:``: user errors (``LLMOpsError``, invalid
+settings) and usage errors (an unknown option, a bad value) exit 2; a file or folder the command
+cannot use (``OSError``) exits 2 too; anything else is a failure of llmops itself and exits 3.
+``--debug`` shows the traceback instead (usage errors keep click's own text there).
 Commands run under the owner-only umask (077, as PostgreSQL's server does): every file they or the
 libraries they call create (the home, spill files, metrics files, exports) is private to the user.
 """
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from llmops.cli import (
     audit,
@@ -94,23 +98,54 @@ def _run(args: list[str], debug: bool) -> int:
         result = app(args=args, prog_name="llmops", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except typer.exceptions.TyperException as exc:  # usage errors: click's message and exit code
-        exc.show()  # type: ignore[attr-defined]
+    except NoArgsIsHelpError as exc:  # `llmops AREA` alone: its help
+        exc.show()
         return int(exc.exit_code)
+    except UsageError as exc:
+        if debug:
+            exc.show()
+        else:
+            err_console.print(f"error: {_usage_message(exc)}", markup=False)
+        return int(exc.exit_code)
+    except typer.exceptions.TyperException as exc:  # click's other errors (a file it cannot open)
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except (LLMOpsError, ValidationError) as exc:
+    except (LLMOpsError, ValidationError, OSError) as exc:
         if debug:
             raise
         err_console.print(f"error: {_user_message(exc)}", markup=False)
         return 2
+    except Exception as exc:  # a failure of llmops itself: one line, the trace with --debug
+        if debug:
+            raise
+        detail = _one_line(str(exc)) or "no detail"
+        err_console.print(
+            f"error: unexpected {type(exc).__name__}: {detail} (run again with --debug for the traceback)",
+            markup=False,
+        )
+        return 3
     return int(result) if isinstance(result, int) else 0
 
 
-def _user_message(exc: LLMOpsError | ValidationError) -> str:
+def _usage_message(exc: UsageError) -> str:
+    """Click's message in one line, with the command whose --help explains the usage."""
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _one_line(exc.format_message()) + where
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def _user_message(exc: LLMOpsError | ValidationError | OSError) -> str:
     if isinstance(exc, LLMOpsError):
         return exc.message
+    if isinstance(exc, OSError):
+        reason = exc.strerror or _one_line(str(exc))
+        return f"cannot use {exc.filename}: {reason}" if exc.filename is not None else reason
     # Settings are validated lazily, wherever a command first reads them: name the variable.
     if exc.title == Settings.__name__:
         return invalid_config("configuration", exc.errors(), env_prefix="LLMOPS_").message

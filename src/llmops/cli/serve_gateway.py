@@ -32,6 +32,16 @@ def _deployment_flag(value: str, price: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "upstreams": [{"url": u} for u in urls.split(",") if u], "price": price}
 
 
+def _require_price(price: dict[str, Any], flag: str) -> None:
+    """Models given by flags are priced by flags: say which to add, never assume zero."""
+    if not price.get("free") and not price.get("usd_per_engine_second"):
+        raise InvalidInput(
+            f"{flag} needs a price: add --free to serve it at no cost, or --usd-per-engine-second RATE "
+            "to charge keys for its engine time (budgets and cost reports count it; docs/gateway.md, Prices)",
+            param="price",
+        )
+
+
 def _file_data(path: Path) -> dict[str, Any]:
     try:
         data = load_yaml(Path(path).read_text()) or {}
@@ -59,19 +69,22 @@ def build_config(
     data["deployments"] = list(data.get("deployments") or [])
     if env_redis_url and not data.get("redis_url") and not overrides.get("redis_url"):
         overrides = {**overrides, "redis_url": env_redis_url}
-    data["deployments"] += [_deployment_flag(value, price) for value in deployments]
+    flagged = [_deployment_flag(value, price) for value in deployments]
+    if flagged:
+        _require_price(price, "--deployment " + " --deployment ".join(deployments))
+    data["deployments"] += flagged
     data.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("redis_url"):
         data["limits"] = {**(data.get("limits") or {}), "backend": "redis"}
     name = parse_ref(model).name if model else None
     if model and not any(isinstance(d, dict) and d.get("name") == name for d in data["deployments"]):
+        _require_price(price, f"--model {model}")
         data["deployments"].append({"name": name, "model": model, "price": price})
     try:
         resolved = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         error = invalid_config(f"gateway config {config}" if config else "gateway config", exc.errors())
-        hint = "; price --model with --free or --usd-per-engine-second" if model else ""
-        raise InvalidInput(error.message + hint, param=error.param) from None
+        raise InvalidInput(error.message, param=error.param) from None
     return _embed(resolved, model) if model else resolved
 
 
@@ -99,8 +112,7 @@ def serve(
         None,
         "--config",
         "-c",
-        help="gateway.yaml: the fields of llmops.gateway.config.GatewayConfig; guardrails and logging "
-        "in docs/security.md, monitoring in docs/monitoring.md.",
+        help="gateway.yaml: every setting is described in docs/gateway.md.",
     ),
     deployment: list[str] = typer.Option([], "--deployment", "-d", help="NAME=URL[,URL...] (repeatable)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
@@ -110,8 +122,12 @@ def serve(
     allow_loopback: bool | None = typer.Option(
         None, "--allow-loopback/--no-allow-loopback", help="Allow replicas on 127.0.0.1 (local replicas)."
     ),
-    usd_per_engine_second: float | None = typer.Option(None, help="Price of --deployment models."),
-    free: bool = typer.Option(False, "--free", help="Serve --deployment models at no cost, on purpose."),
+    usd_per_engine_second: float | None = typer.Option(
+        None, help="USD per engine second: the price of --deployment and --model models."
+    ),
+    free: bool = typer.Option(
+        False, "--free", help="Serve --deployment and --model models at no cost, on purpose."
+    ),
     model: str | None = typer.Option(
         None,
         "--model",
@@ -120,7 +136,12 @@ def serve(
     ),
     threads: int | None = typer.Option(None, min=1, help="--model: torch threads of the in-process engine."),
 ) -> None:
-    """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging)."""
+    """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging).
+
+    Settings: --config gateway.yaml, described in docs/gateway.md (a complete one: examples/gateway.yaml).
+
+    The flags below override the file.
+    """
     import uvicorn
 
     price: dict[str, Any] = {"free": free, "usd_per_engine_second": usd_per_engine_second or 0.0}

@@ -47,12 +47,16 @@ class PriceConfig(_Strict):
 
 
 class TimeoutConfig(_Strict):
+    """How long the gateway waits for a replica (before the first byte, a timeout tries another)."""
+
     connect_s: float = Field(2.0, gt=0, description="Connecting to a replica.")
     first_token_s: float = Field(30.0, gt=0, description="From sending the request to its first byte.")
     total_s: float = Field(300.0, gt=0, description="The whole request, first byte to last.")
 
 
 class UpstreamConfig(_Strict):
+    """One replica of an arm."""
+
     url: str = Field(description="Base URL of an OpenAI-compatible replica, e.g. http://10.0.0.5:8000.")
     name: str | None = Field(None, description="Name in logs and metrics; default the URL.")
 
@@ -95,6 +99,8 @@ class DeploymentGuardrails(GuardrailConfig):
 
 
 class DeploymentConfig(_Strict):
+    """What clients call by name: arms of model versions, replicas, limits, price and guardrails."""
+
     name: str = Field(description="What clients pass as `model`.")
     model: str | None = Field(None, description="Shorthand for one arm: its registry reference.")
     upstreams: list[UpstreamConfig] = Field(
@@ -108,7 +114,9 @@ class DeploymentConfig(_Strict):
     rpm: int | None = Field(None, ge=0, description="Requests per minute over all keys.")
     tpm: int | None = Field(None, ge=0, description="Tokens per minute over all keys.")
     price: PriceConfig = Field(description="What a request costs (required; free: true to waive).")
-    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    timeouts: TimeoutConfig = Field(
+        default_factory=TimeoutConfig, description="How long to wait for a replica."
+    )
     max_retries: int = Field(1, ge=0, description="Other replicas to try before the first byte.")
     prefix_affinity: bool = Field(False, description="Send equal prompt prefixes to the same replica.")
     affinity_prefix_chars: int = Field(256, gt=0, description="How much of the prompt the affinity hashes.")
@@ -137,6 +145,8 @@ class DeploymentConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
+    """Where the rate limits and budgets of keys and deployments are counted."""
+
     backend: Literal["memory", "redis"] = Field("memory", description="redis shares limits between workers.")
     fail_mode: Literal["open", "closed"] = Field(
         "open", description="Rate limits when Redis is down (budgets always fail closed)."
@@ -145,13 +155,19 @@ class LimitsConfig(_Strict):
 
 
 class CacheConfig(_Strict):
+    """Answers of deterministic requests (temperature 0 or a fixed seed, not streamed), per key."""
+
     enabled: bool = Field(False, description="Cache answers of deterministic requests.")
-    backend: Literal["memory", "redis"] = Field("memory")
+    backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory: per worker; redis: shared by every worker (needs redis_url)."
+    )
     ttl_s: float = Field(300.0, gt=0, description="How long an answer is reused.")
     max_entries: int = Field(10_000, gt=0, description="Entries kept by the in-memory cache.")
 
 
 class RequestLogConfig(_Strict):
+    """The request log: one row per request in the store, written in batches."""
+
     enabled: bool = Field(True, description="Record every request.")
     mode: Literal["relaxed", "strict"] = Field(
         "relaxed", description="strict: the row is committed before the response completes."
@@ -170,18 +186,24 @@ class RequestLogConfig(_Strict):
 
 
 class AuthConfig(_Strict):
+    """How API keys are checked: each worker caches what the store says about a key."""
+
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Revocations reach every worker within this.")
     negative_cache_ttl_s: float = Field(1.0, ge=0, description="How long an unknown key is remembered.")
-    max_cached_keys: int = Field(100_000, gt=0)
+    max_cached_keys: int = Field(100_000, gt=0, description="Keys a worker keeps in its cache.")
 
 
 class HealthConfig(_Strict):
+    """Active health checks: replicas that keep failing are ejected for a while."""
+
     interval_s: float = Field(5.0, gt=0, description="Active health checks of every replica.")
     failure_threshold: int = Field(3, gt=0, description="Consecutive failures that eject a replica.")
     cooldown_s: float = Field(10.0, gt=0, description="How long an ejected replica rests before a retry.")
 
 
 class HttpLimitsConfig(_Strict):
+    """Limits on what a client may send."""
+
     max_body_bytes: int = Field(1 << 20, gt=0, description="Larger request bodies get 413.")
     max_header_bytes: int = Field(16 << 10, gt=0, description="Larger request headers get 431.")
 
@@ -203,8 +225,10 @@ class GatewayMonitorConfig(MonitorConfig):
 
 
 class GatewayConfig(_Strict):
+    """Every setting of ``gateway.yaml`` (docs/gateway.md)."""
+
     host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(4000, ge=0, le=65535)
+    port: int = Field(4000, ge=0, le=65535, description="Port to listen on.")
     workers: int = Field(1, ge=1, description="Worker processes (use Redis for limits with more than one).")
     redis_url: str | None = Field(None, description="Redis for shared limits, budgets and cache.")
     redis_prefix: str = Field("llmops:gw:", description="Prefix of every Redis key the gateway writes.")
@@ -220,14 +244,20 @@ class GatewayConfig(_Strict):
         "made through the admin API) and re-resolve registry aliases (an alias move reaches every worker "
         "within this).",
     )
-    deployments: list[DeploymentConfig] = Field(default_factory=list)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
-    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
-    auth: AuthConfig = Field(default_factory=AuthConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    http: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig)
-    monitor: GatewayMonitorConfig = Field(default_factory=GatewayMonitorConfig)
+    deployments: list[DeploymentConfig] = Field(
+        default_factory=list, description="What the gateway serves (more can be added by the admin API)."
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Rate limits and budgets.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Response cache.")
+    request_log: RequestLogConfig = Field(
+        default_factory=RequestLogConfig, description="Request logging and its durability."
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API key checks.")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="Replica health checks.")
+    http: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig, description="Request size limits.")
+    monitor: GatewayMonitorConfig = Field(
+        default_factory=GatewayMonitorConfig, description="Drift, online evaluation, feedback, alerts."
+    )
     metrics_multiprocess_dir: Path | None = Field(
         None,
         description="Folder of prometheus-client multiprocess files shared by the workers (with "

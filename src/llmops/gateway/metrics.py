@@ -6,6 +6,10 @@ mode every worker writes its values to files in one folder and ``render`` aggreg
 import prometheus-client: the process that starts them empties the folder
 (``prepare_multiprocess_dir``), sets ``PROMETHEUS_MULTIPROC_DIR`` to it in their environment, and
 sets ``metrics_multiprocess_dir`` in the gateway config to the same folder.
+
+Resource metrics (``monitor.resource_metrics``): one process exports its own ``process_*``; in
+multiprocess mode every live worker's ``process_*`` is read from ``/proc`` at scrape time and
+labelled with its ``pid``, like the gauges.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from llmops.monitor.resource_metrics import (
+    RESOURCE_FAMILY_PREFIXES,
+    register_resource_collectors,
+    register_worker_resource_collectors,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -68,11 +78,13 @@ class GatewayMetrics:
         self.shadow = Counter(
             "llmops_gateway_shadow", "Mirrored requests by outcome.", ["outcome"], registry=r
         )
+        register_resource_collectors(r)
 
     def include(self, registry: CollectorRegistry, labels: Mapping[str, str]) -> None:
         """Expose ``registry``'s metrics (an in-process replica's) here too, each sample labelled
-        with ``labels``. A family name the gateway already exposes raises ``ValueError``."""
-        self.registry.register(_Labelled(registry, dict(labels)))
+        with ``labels``. Its resource families are left out: it runs in this process, whose own
+        the gateway exports. Another family name the gateway already exposes raises ``ValueError``."""
+        self.registry.register(_Labelled(registry, dict(labels), skip=RESOURCE_FAMILY_PREFIXES))
 
     def render(self) -> bytes:
         """The exposition of this worker, or of every worker in multiprocess mode."""
@@ -80,6 +92,7 @@ class GatewayMetrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        register_worker_resource_collectors(registry, self.multiprocess_dir)
         return generate_latest(registry)
 
 
@@ -95,11 +108,15 @@ def prepare_multiprocess_dir(path: Path) -> Path:
 class _Labelled(Collector):
     """Another registry's families, read at each scrape, with constant labels added."""
 
-    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
-        self._registry, self._labels = registry, labels
+    def __init__(
+        self, registry: CollectorRegistry, labels: dict[str, str], skip: tuple[str, ...] = ()
+    ) -> None:
+        self._registry, self._labels, self._skip = registry, labels, skip
 
     def collect(self) -> Iterator[Metric]:
         for family in self._registry.collect():
+            if family.name.startswith(self._skip):
+                continue
             labelled = Metric(family.name, family.documentation, family.type, family.unit)
             labelled.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
             yield labelled

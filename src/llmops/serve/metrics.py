@@ -1,6 +1,7 @@
 """Prometheus metrics of one replica: HTTP traffic, generation latency, tokens, engine gauges.
 
-Each app owns its own ``CollectorRegistry`` (two apps in one process never collide). Engine numbers
+Each app owns its own ``CollectorRegistry`` (two apps in one process never collide), with the
+process's resource metrics (``monitor.resource_metrics``). Engine numbers
 are read from ``backend.stats()`` at scrape time. ``MetricsMiddleware`` is pure ASGI: it counts every
 answer, 413s and 400s included, by route template (unknown paths share one label, so a scanner
 cannot blow up the label space).
@@ -18,6 +19,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.engine.types import Backend, EngineStats
+from llmops.monitor.resource_metrics import register_resource_collectors
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class ServeMetrics:
             "llmops_completion_tokens", "Tokens generated for answered requests.", registry=r
         )
         r.register(EngineStatsCollector(backend))
+        register_resource_collectors(r)  # process CPU, memory, file descriptors; GPU memory and use
 
     def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens.inc(prompt_tokens)
