@@ -60,11 +60,16 @@ class Process:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds the process has used."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def tasks(self) -> int:
-        return int(httpx.get(self.url + "/_reliability/tasks", timeout=10).json()["tasks"])
+        return int(httpx.get(self.url + "/_reliability/tasks", timeout=60).json()["tasks"])
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen.poll() is None:
@@ -79,7 +84,7 @@ class Process:
                 self.popen.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
-                self.popen.wait(timeout=10)
+                self.popen.wait(timeout=60)
         return self.popen.stderr.read() if self.popen.stderr else ""
 
 
@@ -154,9 +159,11 @@ def gateway_config(*upstreams: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def metric(url: str, name: str) -> float:
-    """The sum of every sample of ``name`` on the gateway's /metrics."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+def metric(url: str, name: str, key: str) -> float:
+    """The sum of every sample of ``name`` on the gateway's /metrics (``key``: developer or admin)."""
+    response = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    response.raise_for_status()
+    text = response.text
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and line[len(name)] in " {":
@@ -356,18 +363,21 @@ async def run_load(
     concurrency: int = 16,
     body: dict[str, Any] | None = None,
     timeout_s: float = 30.0,
+    connections: int = 256,
     tally: Tally | None = None,
 ) -> Tally:
     """Send requests for ``seconds``: at ``rate`` per second (open loop, at most ``concurrency`` in
     flight beyond which a due request is counted as not sent), or closed loop from ``concurrency``
-    clients. Bounded: at most ``seconds * (rate or 5000)`` requests, every one with a timeout."""
+    clients. Like a client library, requests share a pool of at most ``connections`` connections
+    (a request waiting for one is waiting: its timeout runs). Bounded: at most
+    ``seconds * (rate or 5000)`` requests, every one with a timeout."""
     tally = tally or Tally()
     body = body or CHAT
     headers = {"Authorization": f"Bearer {key}"}
     limit = int(seconds * (rate or 5000)) + 1
     started = time.monotonic()
     deadline = started + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         if rate is None:
 

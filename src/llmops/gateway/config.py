@@ -184,6 +184,12 @@ class HealthConfig(_Strict):
 class HttpLimitsConfig(_Strict):
     max_body_bytes: int = Field(1 << 20, gt=0, description="Larger request bodies get 413.")
     max_header_bytes: int = Field(16 << 10, gt=0, description="Larger request headers get 431.")
+    max_in_flight: int = Field(
+        512,
+        gt=0,
+        description="API requests (POST /v1/...) one worker serves at once; beyond it a request gets 503 "
+        "with Retry-After at once instead of queueing until clients time out.",
+    )
 
 
 class GatewayMonitorConfig(MonitorConfig):

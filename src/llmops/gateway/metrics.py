@@ -57,6 +57,11 @@ class GatewayMetrics:
             ["limit"],
             registry=r,
         )
+        self.shed = Counter(
+            "llmops_gateway_shed",
+            "API requests refused with 503 because the worker already served http.max_in_flight of them.",
+            registry=r,
+        )
         self.cache = Counter("llmops_gateway_cache", "Response cache lookups.", ["result"], registry=r)
         self.log_spilled = Counter(
             "llmops_gateway_request_log_spilled", "Request-log rows written to the spill file.", registry=r

@@ -1,0 +1,34 @@
+"""Load shedding: refuse an API request at once (503 with Retry-After) when a worker has no room.
+
+A worker serves at most ``max_in_flight`` API requests (POST under /v1/) at once. When replicas
+answer slower than requests arrive, requests pile up in the gateway, each holding a connection and
+memory while its client waits; past the limit a new one is refused before its body is read, so the
+client learns at once to retry later instead of timing out, and the requests already admitted keep
+their latency. Refusals are counted in ``llmops_gateway_shed``.
+"""
+
+from __future__ import annotations
+
+from llmops.errors import Overloaded
+from llmops.gateway.config import HttpLimitsConfig
+from llmops.gateway.metrics import GatewayMetrics
+
+
+class LoadShedder:
+    def __init__(self, limits: HttpLimitsConfig, metrics: GatewayMetrics | None = None) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.in_flight = 0
+
+    def refusal(self) -> Overloaded | None:
+        """The 503 a new API request gets now, or None when there is room for it."""
+        if self.in_flight < self.limits.max_in_flight:
+            return None
+        if self.metrics is not None:
+            self.metrics.shed.inc()
+        return Overloaded(
+            f"the gateway is serving its limit of {self.limits.max_in_flight} requests at once; "
+            "retry shortly",
+            retry_after=1,
+            code="gateway_overloaded",
+        )
