@@ -154,7 +154,7 @@ def gateway_config(*upstreams: str, **extra: Any) -> dict[str, Any]:
         "allow_loopback_upstreams": True,
         "deployments": [deployment],
         "request_log": {"flush_interval_s": 0.2},
-        "health": {"interval_s": 1.0, "failure_threshold": 2, "cooldown_s": 2.0},
+        "health": extra.pop("health", {"interval_s": 1.0, "failure_threshold": 2, "cooldown_s": 2.0}),
         **extra,
     }
 
@@ -283,6 +283,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     refusal_latencies: list[float] = field(default_factory=list)
     answered_ids: list[str] = field(default_factory=list)
+    answered_at: list[tuple[float, float]] = field(default_factory=list)  # (monotonic start, latency)
     retry_after_missing: int = 0
     elapsed: float = 0.0
 
@@ -345,6 +346,7 @@ async def _one(
                     return
                 tally.latencies.append(elapsed)
                 tally.answered_ids.append(resp.headers["x-request-id"])
+                tally.answered_at.append((started, elapsed))
             elif resp.status in (429, 503):
                 tally.refusal_latencies.append(elapsed)
                 tally.retry_after_missing += "retry-after" not in resp.headers
