@@ -367,12 +367,13 @@ async def run_load(
     timeout_s: float = 30.0,
     connections: int = 256,
     tally: Tally | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Tally:
     """Send requests for ``seconds``: at ``rate`` per second (open loop, at most ``concurrency`` in
     flight beyond which a due request is counted as not sent), or closed loop from ``concurrency``
     clients. Like a client library, requests share a pool of at most ``connections`` connections
-    (a request waiting for one is waiting: its timeout runs). Bounded: at most
-    ``seconds * (rate or 5000)`` requests, every one with a timeout."""
+    (a request waiting for one is waiting: its timeout runs). Closed-loop clients also end when
+    ``stop`` is set. Bounded: at most ``seconds * (rate or 5000)`` requests, every one with a timeout."""
     tally = tally or Tally()
     body = body or CHAT
     headers = {"Authorization": f"Bearer {key}"}
@@ -384,7 +385,7 @@ async def run_load(
         if rate is None:
 
             async def client() -> None:
-                while time.monotonic() < deadline and tally.sent < limit:
+                while time.monotonic() < deadline and tally.sent < limit and not (stop and stop.is_set()):
                     await _one(session, url, body, headers, tally, timeout_s)
 
             await asyncio.gather(*(client() for _ in range(concurrency)))
