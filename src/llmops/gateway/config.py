@@ -172,6 +172,12 @@ class RequestLogConfig(_Strict):
 class AuthConfig(_Strict):
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Revocations reach every worker within this.")
     negative_cache_ttl_s: float = Field(1.0, ge=0, description="How long an unknown key is remembered.")
+    stale_if_error_s: float = Field(
+        300.0,
+        ge=0,
+        description="While the key store is unreachable, a key read from it within this long keeps "
+        "working with its last record (0: such requests get 503 at once).",
+    )
     max_cached_keys: int = Field(100_000, gt=0)
 
 

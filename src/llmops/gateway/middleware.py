@@ -23,7 +23,7 @@ from typing import Any
 from llmops.errors import LLMOpsError, PayloadTooLarge
 from llmops.gateway.config import HttpLimitsConfig
 from llmops.gateway.metrics import GatewayMetrics
-from llmops.gateway.shedding import LoadShedder
+from llmops.gateway.shedding import LoadShedder, Slot
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,15 @@ class GatewayMiddleware:
                 message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
             await send(message)
 
-        counted = scope["method"] == "POST" and scope["path"].startswith("/v1/")
-        refusal = self.shedder.refusal() if counted else None
+        api = scope["method"] == "POST" and scope["path"].startswith("/v1/")
+        refusal = self.shedder.refusal() if api else None
         if refusal is not None:
             await _send_error(send, refusal, request_id)
             return
-        self.shedder.in_flight += counted
+        slot = Slot(self.shedder) if api else None
         try:
             self._check_sizes(scope)
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self.app(scope, self._limited(receive, slot), send_with_id)
         except LLMOpsError as error:
             if started:
                 raise
@@ -100,7 +100,8 @@ class GatewayMiddleware:
                 send, LLMOpsError("internal error; the request id is in x-request-id"), request_id
             )
         finally:
-            self.shedder.in_flight -= counted
+            if slot is not None:
+                slot.release()
 
     def _check_sizes(self, scope: Scope) -> None:
         headers = scope.get("headers", [])
@@ -118,7 +119,7 @@ class GatewayMiddleware:
             f"request body is larger than {self.limits.max_body_bytes} bytes", code="body_too_large"
         )
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, slot: Slot | None) -> Receive:
         seen = 0
 
         async def limited() -> Message:
@@ -128,6 +129,8 @@ class GatewayMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.limits.max_body_bytes:
                     raise self._too_large()
+                if slot is not None and not message.get("more_body", False):
+                    slot.take()
             return message
 
         return limited

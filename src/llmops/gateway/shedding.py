@@ -5,6 +5,10 @@ answer slower than requests arrive, requests pile up in the gateway, each holdin
 memory while its client waits; past the limit a new one is refused before its body is read, so the
 client learns at once to retry later instead of timing out, and the requests already admitted keep
 their latency. Refusals are counted in ``llmops_gateway_shed``.
+
+A request takes its place (``Slot.take``) only once its whole body has arrived: a client that
+sends its body slowly, or never finishes it (slow loris), holds a connection but no place, so any
+number of them cannot lock the others out.
 """
 
 from __future__ import annotations
@@ -32,3 +36,21 @@ class LoadShedder:
             retry_after=1,
             code="gateway_overloaded",
         )
+
+
+class Slot:
+    """One request's place among those in flight, taken when its body is complete."""
+
+    def __init__(self, shedder: LoadShedder) -> None:
+        self.shedder = shedder
+        self.taken = False
+
+    def take(self) -> None:
+        if not self.taken:
+            self.taken = True
+            self.shedder.in_flight += 1
+
+    def release(self) -> None:
+        if self.taken:
+            self.taken = False
+            self.shedder.in_flight -= 1

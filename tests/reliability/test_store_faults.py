@@ -1,0 +1,129 @@
+"""The gateway's stores failing under traffic: the database locked and then down, Redis down, and
+the spill file's disk full. PostgreSQL and Redis are reached through a loopback TCP proxy that the
+scenario cuts (listener closed, every connection aborted) and restores, so they are really
+unreachable for the gateway while the real servers keep running for everyone else.
+
+The full disk is a real one for the process: the gateway runs with RLIMIT_FSIZE, so a write past
+the limit fails with EFBIG as a write to a full disk fails with ENOSPC (a tmpfs of fixed size would
+need root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from tests.conftest import _postgres_schema_url
+from tests.reliability.harness import (
+    Tally,
+    TcpProxy,
+    gateway_config,
+    metric,
+    processes,
+    report,
+    run_load,
+    start_gateway,
+    start_replica,
+    wait_for_rows,
+)
+
+from llmops.security.keys import KeySpec, KeyStore
+from llmops.security.roles import Role
+from llmops.settings import Settings
+from llmops.store.home import Home, open_home
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+
+@pytest.fixture
+def proxied_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home, TcpProxy, str]]:
+    """A home on a fresh PostgreSQL schema (opened directly), the proxy, and the URL through it."""
+    for url in _postgres_schema_url():
+        proxy = TcpProxy(("127.0.0.1", 5432))
+        proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        home = open_home(Settings(home=tmp_path / "home", database_url=url), migrate=True)
+        monkeypatch.setenv("LLMOPS_DATABASE_URL", proxied)
+        try:
+            yield home, proxy, proxied
+        finally:
+            proxy.close()
+
+
+def _keys(home: Home) -> tuple[str, str]:
+    keys = KeyStore.from_home(home)
+    return keys.create(KeySpec(name="load")).key, keys.create(KeySpec(name="ops", role=Role.ADMIN)).key
+
+
+def _lock_table(home: Home, seconds: float) -> threading.Thread:
+    """Another writer holds the request-log table exclusively for ``seconds``."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with home.store.transaction() as session:
+            session.execute(text("LOCK TABLE gateway_requests IN ACCESS EXCLUSIVE MODE"))
+            ready.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    return thread
+
+
+def _merge(*tallies: Tally) -> Tally:
+    total = Tally()
+    for tally in tallies:
+        total.sent += tally.sent
+        total.statuses += tally.statuses
+        total.errors += tally.errors
+        total.answered_ids += tally.answered_ids
+    return total
+
+
+@pytest.mark.postgres
+async def test_database_locked_then_down(proxied_postgres: Any, tmp_path: Path) -> None:
+    home, proxy, _ = proxied_postgres
+    key, admin = _keys(home)
+    with processes() as started:
+        replica = start_replica("r1")
+        started.append(replica)
+        config = gateway_config(replica.url, request_log={"flush_interval_s": 0.2, "queue_max": 200})
+        gateway = start_gateway(config, tmp_path)
+        started.append(gateway)
+        rss = gateway.rss_mib()
+        normal = await run_load(gateway.url, key, seconds=2, concurrency=4)
+        lock = _lock_table(home, 4.0)
+        locked = await run_load(gateway.url, key, seconds=4, concurrency=4)
+        await asyncio.to_thread(lock.join)
+        proxy.cut()
+        down = await run_load(gateway.url, key, seconds=8, concurrency=4)  # longer than the key cache
+        proxy.restore()
+        restored_at = time.monotonic()
+        after = await run_load(gateway.url, key, seconds=2, concurrency=4)
+        total = _merge(normal, locked, down, after)
+        ids = await asyncio.to_thread(wait_for_rows, home.store, set(total.answered_ids), 30.0)
+        recovery_s = time.monotonic() - restored_at
+        spilled = metric(gateway.url, "llmops_gateway_request_log_spilled_total", admin)
+        numbers = report(
+            "database locked, then down",
+            injected="request-log table locked 4 s (LOCK TABLE), then PostgreSQL unreachable 8 s",
+            sent=total.sent,
+            answered=total.answered,
+            failed=total.failed,
+            answered_while_locked=locked.answered,
+            answered_while_down=down.answered,
+            rows_spilled=spilled,
+            rows_lost=len(set(total.answered_ids) - ids),
+            recovery_s=round(recovery_s, 1),
+            rss_mib_before=round(rss, 1),
+            rss_mib_after=round(gateway.rss_mib(), 1),
+            statuses=total.summary()["statuses"],
+        )
+    assert total.failed == 0 and total.refused == 0, numbers
+    assert numbers["rows_lost"] == 0 and spilled > 0, numbers
