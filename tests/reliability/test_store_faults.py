@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,81 @@ async def test_database_locked_then_down(proxied_postgres: Any, tmp_path: Path) 
         )
     assert total.failed == 0 and total.refused == 0, numbers
     assert numbers["rows_lost"] == 0 and spilled > 0, numbers
+
+
+@pytest.fixture
+def proxied_redis() -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy to the real Redis and a key prefix of this test (its keys deleted afterwards)."""
+    import redis
+
+    proxy = TcpProxy(("127.0.0.1", 6379))
+    prefix = f"test:reliability:{uuid.uuid4().hex[:10]}:"
+    try:
+        yield proxy, prefix
+    finally:
+        proxy.close()
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        stale = list(client.scan_iter(prefix + "*"))
+        if stale:
+            client.delete(*stale)
+        client.close()
+
+
+async def _until_answered(url: str, key: str, limit_s: float = 20.0) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        window = await run_load(url, key, seconds=0.5, concurrency=2, timeout_s=10)
+        if window.sent and window.answered == window.sent:
+            return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+async def test_redis_down(fail_mode: str, proxied_redis: Any, sqlite_home: Home, tmp_path: Path) -> None:
+    proxy, prefix = proxied_redis
+    keys = KeyStore.from_home(sqlite_home)
+    limited = keys.create(KeySpec(name="limited", rpm=1_000_000)).key
+    budgeted = keys.create(KeySpec(name="budgeted", budget_usd=1000.0)).key
+    admin = keys.create(KeySpec(name="ops", role=Role.ADMIN)).key
+    with processes() as started:
+        replica = start_replica("r1")
+        started.append(replica)
+        config = gateway_config(
+            replica.url,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            redis_prefix=prefix,
+            limits={"backend": "redis", "fail_mode": fail_mode},
+        )
+        gateway = start_gateway(config, tmp_path)
+        started.append(gateway)
+        before = [await run_load(gateway.url, k, seconds=1.5, concurrency=2) for k in (limited, budgeted)]
+        proxy.cut()
+        down_limited, down_budgeted = await asyncio.gather(
+            run_load(gateway.url, limited, seconds=3, concurrency=2, timeout_s=15),
+            run_load(gateway.url, budgeted, seconds=3, concurrency=2, timeout_s=15),
+        )
+        fail_open = metric(gateway.url, "llmops_gateway_ratelimit_fail_open_total", admin)
+        proxy.restore()
+        recovery = [await _until_answered(gateway.url, k) for k in (limited, budgeted)]
+        total = _merge(*before, down_limited, down_budgeted)
+        numbers = report(
+            f"Redis down (limits fail {fail_mode})",
+            injected=f"Redis unreachable for 3 s; limits.fail_mode={fail_mode}; one key with a rate "
+            "limit, one with a budget",
+            sent=total.sent,
+            answered=total.answered,
+            refused_503=total.statuses[503],
+            failed=total.failed,
+            rate_limited_key_while_down=down_limited.summary()["statuses"],
+            budget_key_while_down=down_budgeted.summary()["statuses"],
+            fail_open_metric=fail_open,
+            refusals_without_retry_after=down_limited.retry_after_missing + down_budgeted.retry_after_missing,
+            recovery_s=round(max(r or 0.0 for r in recovery), 1),
+        )
+    assert total.failed == 0 and all(t.answered == t.sent for t in before), numbers
+    assert down_budgeted.statuses[503] == down_budgeted.sent, numbers  # budgets always fail closed
+    if fail_mode == "open":
+        assert down_limited.answered == down_limited.sent and fail_open >= down_limited.sent, numbers
+    else:
+        assert down_limited.statuses[503] == down_limited.sent and fail_open == 0, numbers
+    assert numbers["refusals_without_retry_after"] == 0 and None not in recovery, numbers
