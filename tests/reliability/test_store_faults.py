@@ -148,13 +148,15 @@ def proxied_redis() -> Iterator[tuple[TcpProxy, str]]:
         client.close()
 
 
-async def _until_answered(url: str, key: str, limit_s: float = 20.0) -> float | None:
-    started = time.monotonic()
+async def _until_answered(url: str, key: str, limit_s: float = 20.0) -> tuple[float | None, Tally]:
+    """Seconds until half a second of traffic is answered in full, and the tally of what was sent."""
+    started, tally = time.monotonic(), Tally()
     while time.monotonic() - started < limit_s:
         window = await run_load(url, key, seconds=0.5, concurrency=2, timeout_s=10)
+        tally = _merge(tally, window)
         if window.sent and window.answered == window.sent:
-            return time.monotonic() - started
-    return None
+            return time.monotonic() - started, tally
+    return None, tally
 
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
@@ -183,8 +185,9 @@ async def test_redis_down(fail_mode: str, proxied_redis: Any, sqlite_home: Home,
         )
         fail_open = metric(gateway.url, "llmops_gateway_ratelimit_fail_open_total", admin)
         proxy.restore()
-        recovery = [await _until_answered(gateway.url, k) for k in (limited, budgeted)]
-        total = _merge(*before, down_limited, down_budgeted)
+        recovered = [await _until_answered(gateway.url, k) for k in (limited, budgeted)]
+        recovery = [seconds for seconds, _ in recovered]
+        total = _merge(*before, down_limited, down_budgeted, *(tally for _, tally in recovered))
         numbers = report(
             f"Redis down (limits fail {fail_mode})",
             injected=f"Redis unreachable for 3 s; limits.fail_mode={fail_mode}; one key with a rate "
@@ -206,3 +209,60 @@ async def test_redis_down(fail_mode: str, proxied_redis: Any, sqlite_home: Home,
     else:
         assert down_limited.statuses[503] == down_limited.sent and fail_open == 0, numbers
     assert numbers["refusals_without_retry_after"] == 0 and None not in recovery, numbers
+
+
+SPILL_LIMIT_BYTES = 64 << 10
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["relaxed", "strict"])
+async def test_spill_disk_full(mode: str, proxied_postgres: Any, tmp_path: Path) -> None:
+    home, proxy, _ = proxied_postgres
+    key, admin = _keys(home)
+    log_config = {
+        "mode": mode,
+        "flush_interval_s": 0.1,
+        "queue_max": 20,
+        "batch_size": 20,
+        "strict_timeout_s": 2,
+    }
+    with processes() as started:
+        replica = start_replica("r1")
+        started.append(replica)
+        config = gateway_config(replica.url, request_log=log_config)
+        gateway = start_gateway(config, tmp_path, file_size_limit=SPILL_LIMIT_BYTES)
+        started.append(gateway)
+        normal = await run_load(gateway.url, key, seconds=1.5, concurrency=4)
+        proxy.cut()
+        down = await run_load(gateway.url, key, seconds=5, concurrency=4, timeout_s=15)
+        proxy.restore()
+        recovery_s, recovering = await _until_answered(gateway.url, key)
+        after = await run_load(gateway.url, key, seconds=1, concurrency=4)
+        lost_metric = metric(gateway.url, "llmops_gateway_request_log_lost_total", admin)
+        total = _merge(normal, down, recovering, after)
+        ids = await asyncio.to_thread(wait_for_rows, home.store, set(total.answered_ids), 15.0)
+        spill_bytes = sum(
+            p.stat().st_size for p in (home.settings.resolved_home() / "gateway-spill").glob("*")
+        )
+        stderr = gateway.stop()
+        numbers = report(
+            f"spill file's disk full ({mode} logging)",
+            injected=f"PostgreSQL unreachable 5 s, the gateway's file size limited to {SPILL_LIMIT_BYTES} "
+            "bytes (RLIMIT_FSIZE: writes past it fail with EFBIG)",
+            sent=total.sent,
+            answered=total.answered,
+            refused_503=total.statuses[503],
+            failed=total.failed,
+            answered_while_down=down.answered,
+            rows_lost=len(set(total.answered_ids) - ids),
+            lost_metric=lost_metric,
+            spill_bytes_left=spill_bytes,
+            error_logged="cannot be written" in stderr,
+            recovery_s=None if recovery_s is None else round(recovery_s, 1),
+        )
+    assert total.failed == 0 and recovery_s is not None, numbers
+    if mode == "relaxed":  # keeps serving; says how many rows it lost, and where
+        assert down.answered == down.sent and numbers["error_logged"], numbers
+        assert 0 < numbers["rows_lost"] == lost_metric, numbers
+    else:  # refuses rather than answer without a row
+        assert down.statuses[503] > 0 and numbers["rows_lost"] == 0, numbers

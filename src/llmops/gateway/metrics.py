@@ -69,6 +69,11 @@ class GatewayMetrics:
         self.log_written = Counter(
             "llmops_gateway_request_log_written", "Request-log rows committed to the database.", registry=r
         )
+        self.log_lost = Counter(
+            "llmops_gateway_request_log_lost",
+            "Request-log rows dropped: the database was unavailable and the spill file could not be written.",
+            registry=r,
+        )
         self.log_queue = Gauge("llmops_gateway_request_log_queue", "Rows waiting in memory.", registry=r)
         self.shadow = Counter(
             "llmops_gateway_shadow", "Mirrored requests by outcome.", ["outcome"], registry=r
