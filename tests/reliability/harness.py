@@ -114,6 +114,31 @@ def start_replica(name: str, *args: str) -> Process:
     return _spawn([str(MOCK_REPLICA), "--name", name, "--port", "0", *args])
 
 
+def start_model_replica(model_dir: Path, name: str, *, within_s: float = 180.0) -> Process:
+    """``llmops replica`` serving a real (tiny) model on one torch thread, as ``support-bot``."""
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    args = ["-m", "llmops", "replica", "--model", str(model_dir), "--port", str(port), "--threads", "1"]
+    args += ["--served-model-name", "support-bot", "--log-level", "warning"]
+    popen = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "OMP_NUM_THREADS": "1"},
+    )
+    process = Process(popen, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and popen.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(process.url + "/readyz", timeout=2).status_code == 200:
+                return process
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"replica {name} did not become ready within {within_s:g}s")
+
+
 def start_gateway(
     config: dict[str, Any],
     folder: Path,

@@ -24,6 +24,7 @@ from tests.reliability.harness import (
     report,
     run_load,
     start_gateway,
+    start_model_replica,
     start_replica,
 )
 
@@ -86,6 +87,52 @@ async def test_replica_killed_mid_stream(sqlite_home: Home, tmp_path: Path) -> N
         )
     assert cut.sent == cut.answered + cut.errors["stream_ended_with_error_event"], cut.summary()
     assert numbers["streams_cut_with_error_event"] > 0 and numbers["streams_completed"] > 0, numbers
+    assert recovery_s is not None and numbers["gateway_alive"], numbers
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with a tokenizer: what ``llmops replica`` serves for real."""
+    from tests.engine.engine_factories import VOCAB_SIZE, build_model, build_tokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-chat-model")
+    build_tokenizer().save_pretrained(directory)
+    build_model(VOCAB_SIZE).save_pretrained(directory)
+    return directory
+
+
+async def test_real_model_replica_killed_mid_stream(
+    sqlite_home: Home, tmp_path: Path, chat_model_dir: Path
+) -> None:
+    """The same fault with ``llmops replica`` processes serving a real tiny model."""
+    key = _key(sqlite_home)
+    with processes() as started:
+        doomed = start_model_replica(chat_model_dir, "m1")
+        started.append(doomed)
+        survivor = start_model_replica(chat_model_dir, "m2")
+        started.append(survivor)
+        config = gateway_config(doomed.url, survivor.url, deployment={"timeouts": {"first_token_s": 30.0}})
+        gateway = start_gateway(config, tmp_path)
+        started.append(gateway)
+        body = {**STREAM, "max_tokens": 200}
+        streams = asyncio.create_task(run_load(gateway.url, key, seconds=0.5, concurrency=8, body=body))
+        await asyncio.sleep(0.6)  # the streams have started; the tiny model needs about 2 s for each
+        doomed.kill()
+        cut = await streams
+        recovery_s, after = await _until_normal(gateway.url, key)
+        numbers = report(
+            "real-model replica SIGKILL mid-stream",
+            injected="SIGKILL to one of two `llmops replica` processes (tiny Llama) while 8 streams "
+            "were open",
+            sent=cut.sent + after.sent,
+            answered=cut.answered + after.answered,
+            failed=cut.failed + after.failed,
+            streams_cut_with_error_event=cut.errors["stream_ended_with_error_event"],
+            streams_completed=cut.answered,
+            recovery_s=None if recovery_s is None else round(recovery_s, 1),
+            gateway_alive=gateway.popen.poll() is None,
+        )
+    assert cut.sent == cut.answered + cut.errors["stream_ended_with_error_event"], cut.summary()
     assert recovery_s is not None and numbers["gateway_alive"], numbers
 
 
