@@ -8,7 +8,8 @@ their latency. Refusals are counted in ``llmops_gateway_shed``.
 
 A request takes its place (``Slot.take``) only once its whole body has arrived: a client that
 sends its body slowly, or never finishes it (slow loris), holds a connection but no place, so any
-number of them cannot lock the others out.
+number of them cannot lock the others out. The limit is checked when the request arrives (a refusal
+then costs no body read) and again when it takes its place (requests arriving together).
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ class Slot:
         self.taken = False
 
     def take(self) -> None:
-        if not self.taken:
-            self.taken = True
-            self.shedder.in_flight += 1
+        """Take the place, or raise the 503 when the others took the last one meanwhile."""
+        if self.taken:
+            return
+        refusal = self.shedder.refusal()
+        if refusal is not None:
+            raise refusal
+        self.taken = True
+        self.shedder.in_flight += 1
 
     def release(self) -> None:
         if self.taken:
