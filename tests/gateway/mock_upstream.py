@@ -3,13 +3,14 @@
 Answers ``{name}: tok tok ...`` with ``max_tokens`` tokens (default 5), streamed as SSE chunks when
 asked, with usage when ``stream_options.include_usage`` is set. Run as a script to serve it on a
 port (prints the port): ``python mock_upstream.py --name r1 --port 0 --token-delay 0.01`` (also
-``--first-delay S`` and ``--fail-status 500``).
+``--first-delay S``, ``--fail-status 500`` and ``--max-concurrent N``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -28,7 +29,9 @@ class MockUpstream:
     healthy: bool = True
     engine_seconds: float | None = None
     ttft_seconds: float | None = None  # reported on whole answers, as llmops replicas do
+    max_concurrent: int | None = None  # like an engine's batch: more requests wait for a slot
     calls: list[dict[str, Any]] = field(default_factory=list)
+    _slots: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -54,11 +57,14 @@ class MockUpstream:
         if self.fail_status is not None:
             await _json(send, self.fail_status, {"error": {"message": f"{self.name} failing", "type": "x"}})
             return
-        await asyncio.sleep(self.first_delay)
-        if request.get("stream"):
-            await self._stream(scope, request, send)
-        else:
-            await self._whole(scope, request, send)
+        if self.max_concurrent is not None and self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrent)
+        async with self._slots or contextlib.nullcontext():
+            await asyncio.sleep(self.first_delay)
+            if request.get("stream"):
+                await self._stream(scope, request, send)
+            else:
+                await self._whole(scope, request, send)
 
     def _tokens(self, request: dict[str, Any]) -> list[str]:
         count = int(request.get("max_tokens") or request.get("max_completion_tokens") or 5)
@@ -150,12 +156,17 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--first-delay", type=float, default=0.0, help="Seconds before the first token.")
     parser.add_argument("--fail-status", type=int, default=None, help="Answer every request with it.")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="Answers generated at once.")
     args = parser.parse_args()
     sock = socket.socket()
     sock.bind(("127.0.0.1", args.port))
     print(sock.getsockname()[1], flush=True)
     app = MockUpstream(
-        args.name, token_delay=args.token_delay, first_delay=args.first_delay, fail_status=args.fail_status
+        args.name,
+        token_delay=args.token_delay,
+        first_delay=args.first_delay,
+        fail_status=args.fail_status,
+        max_concurrent=args.max_concurrent,
     )
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -136,3 +136,29 @@ async def test_revocation_reaches_the_worker_within_the_ttl(home: Home, make_key
         await asyncio.sleep(0.4)
         refused = await client.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(key))
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_revoked"
+
+
+async def test_known_keys_keep_working_while_the_key_store_is_unreachable(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.errors import StoreUnavailable
+    from llmops.gateway.auth import KeyCache
+    from llmops.gateway.config import AuthConfig
+    from llmops.security.keys import KeySpec
+
+    keys = KeyStore.from_home(sqlite_home)
+    known, never_seen = keys.create(KeySpec(name="known")).key, keys.create(KeySpec(name="new")).key
+    cache = KeyCache(keys, AuthConfig(key_cache_ttl_s=0, negative_cache_ttl_s=0))
+    no_stale = KeyCache(keys, AuthConfig(key_cache_ttl_s=0, stale_if_error_s=0))
+    assert (await cache.authenticate(known)).key.name == "known"
+    await no_stale.authenticate(known)
+
+    def down(digest: str) -> None:
+        raise StoreUnavailable("lost the connection to the database; retry")
+
+    monkeypatch.setattr(keys, "lookup_digest", down)
+    assert (await cache.authenticate(known)).key.name == "known"
+    with pytest.raises(StoreUnavailable):
+        await cache.authenticate(never_seen)
+    with pytest.raises(StoreUnavailable):
+        await no_stale.authenticate(known)

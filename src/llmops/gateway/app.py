@@ -171,7 +171,7 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
     problems = unguarded_routes(app)
     if problems:
         raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")
-    app.add_middleware(GatewayMiddleware, limits=gateway.config.http)
+    app.add_middleware(GatewayMiddleware, limits=gateway.config.http, metrics=gateway.metrics)
     if tracing.tracer is not None:  # outermost: the span covers size checks and the last-resort 500
         app.add_middleware(ServerSpanMiddleware, tracer=tracing.tracer)
     return app

@@ -3,8 +3,11 @@
 The key is read from ``Authorization: Bearer`` (what OpenAI clients send) or ``x-api-key``. Records
 are cached by the key's HMAC for ``key_cache_ttl_s``, so a revocation reaches every worker within
 that TTL; unknown keys are remembered for ``negative_cache_ttl_s`` so garbage keys cannot hammer
-the database. Store reads run in a thread, never on the event loop. Error messages never echo the
-presented key.
+the database. While the store is unreachable, a key read from it within the last ``stale_if_error_s``
+keeps its last record (the store is asked again every ``negative_cache_ttl_s``), so the gateway keeps
+serving known keys through a database outage, as its relaxed request log does; a revocation made
+meanwhile takes effect once the store answers again. Store reads run in a thread, never on the event
+loop. Error messages never echo the presented key.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llmops.errors import Forbidden, Unauthorized
+from llmops.errors import Forbidden, StoreUnavailable, Unauthorized
 from llmops.gateway.config import AuthConfig
 from llmops.security.keys import KeyRecord, KeyStore, looks_like_key
 from llmops.security.roles import Role
@@ -54,12 +57,12 @@ def presented_key(headers: Mapping[str, str]) -> str:
 
 
 class KeyCache:
-    """HMAC → (record or None, expiry); bounded, oldest entries evicted first."""
+    """HMAC → (record or None, expiry, when read from the store); bounded, oldest evicted first."""
 
     def __init__(self, keys: KeyStore, config: AuthConfig) -> None:
         self.keys = keys
         self.config = config
-        self._entries: OrderedDict[str, tuple[KeyRecord | None, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[KeyRecord | None, float, float]] = OrderedDict()
 
     async def authenticate(self, raw: str) -> Principal:
         if not looks_like_key(raw):
@@ -70,16 +73,23 @@ class KeyCache:
         if cached is not None and cached[1] > now:
             record = cached[0]
         else:
-            record = await asyncio.to_thread(self.keys.lookup_digest, digest)
-            ttl = self.config.key_cache_ttl_s if record else self.config.negative_cache_ttl_s
-            self._remember(digest, record, now + ttl)
+            try:
+                record = await asyncio.to_thread(self.keys.lookup_digest, digest)
+            except StoreUnavailable:
+                if cached is None or cached[0] is None or now - cached[2] > self.config.stale_if_error_s:
+                    raise
+                record = cached[0]
+                self._remember(digest, record, now + self.config.negative_cache_ttl_s, cached[2])
+            else:
+                ttl = self.config.key_cache_ttl_s if record else self.config.negative_cache_ttl_s
+                self._remember(digest, record, now + ttl, now)
         if record is None:
             raise Unauthorized("invalid API key", code="invalid_key")
         record.check_usable()
         return Principal(record)
 
-    def _remember(self, digest: str, record: KeyRecord | None, expires: float) -> None:
-        self._entries[digest] = (record, expires)
+    def _remember(self, digest: str, record: KeyRecord | None, expires: float, read_at: float) -> None:
+        self._entries[digest] = (record, expires, read_at)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.config.max_cached_keys:
             self._entries.popitem(last=False)

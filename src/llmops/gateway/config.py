@@ -190,6 +190,12 @@ class AuthConfig(_Strict):
 
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Revocations reach every worker within this.")
     negative_cache_ttl_s: float = Field(1.0, ge=0, description="How long an unknown key is remembered.")
+    stale_if_error_s: float = Field(
+        300.0,
+        ge=0,
+        description="While the key store is unreachable, a key read from it within this long keeps "
+        "working with its last record (0: such requests get 503 at once).",
+    )
     max_cached_keys: int = Field(100_000, gt=0, description="Keys a worker keeps in its cache.")
 
 
@@ -206,6 +212,12 @@ class HttpLimitsConfig(_Strict):
 
     max_body_bytes: int = Field(1 << 20, gt=0, description="Larger request bodies get 413.")
     max_header_bytes: int = Field(16 << 10, gt=0, description="Larger request headers get 431.")
+    max_in_flight: int = Field(
+        512,
+        gt=0,
+        description="API requests (POST /v1/...) one worker serves at once; beyond it a request gets 503 "
+        "with Retry-After at once instead of queueing until clients time out.",
+    )
 
 
 class GatewayMonitorConfig(MonitorConfig):

@@ -67,12 +67,22 @@ class GatewayMetrics:
             ["limit"],
             registry=r,
         )
+        self.shed = Counter(
+            "llmops_gateway_shed",
+            "API requests refused with 503 because the worker already served http.max_in_flight of them.",
+            registry=r,
+        )
         self.cache = Counter("llmops_gateway_cache", "Response cache lookups.", ["result"], registry=r)
         self.log_spilled = Counter(
             "llmops_gateway_request_log_spilled", "Request-log rows written to the spill file.", registry=r
         )
         self.log_written = Counter(
             "llmops_gateway_request_log_written", "Request-log rows committed to the database.", registry=r
+        )
+        self.log_lost = Counter(
+            "llmops_gateway_request_log_lost",
+            "Request-log rows dropped: the database was unavailable and the spill file could not be written.",
+            registry=r,
         )
         self.log_queue = Gauge("llmops_gateway_request_log_queue", "Rows waiting in memory.", registry=r)
         self.shadow = Counter(

@@ -3,8 +3,10 @@
 Every response carries ``x-request-id``, always a new id made here: it keys the request log, so a
 client cannot choose it (a reused id would collide with another request's row).
 Headers larger than ``max_header_bytes`` get 431; a body larger than ``max_body_bytes`` gets 413,
-from its Content-Length before it is read, or while it streams in. An exception that escapes the
-app before the response started becomes an OpenAI-style 500 body without a trace or a path.
+from its Content-Length before it is read, or while it streams in. An API request (POST under
+/v1/) the worker has no room for gets 503 with Retry-After before its body is read (``shedding``).
+An exception that escapes the app before the response started becomes an OpenAI-style 500 body
+without a trace or a path.
 Every response also carries headers that keep a browser from rendering or framing it: the gateway
 serves JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
 neither read its answers nor ride a session (there is none to ride: no CSRF surface).
@@ -20,6 +22,8 @@ from typing import Any
 
 from llmops.errors import LLMOpsError, PayloadTooLarge
 from llmops.gateway.config import HttpLimitsConfig
+from llmops.gateway.metrics import GatewayMetrics
+from llmops.gateway.shedding import LoadShedder, Slot
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +58,10 @@ def error_response_parts(error: LLMOpsError, request_id: str) -> tuple[int, list
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, limits: HttpLimitsConfig) -> None:
+    def __init__(self, app: ASGIApp, limits: HttpLimitsConfig, metrics: GatewayMetrics | None = None) -> None:
         self.app = app
         self.limits = limits
+        self.shedder = LoadShedder(limits, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,9 +79,15 @@ class GatewayMiddleware:
                 message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
             await send(message)
 
+        api = scope["method"] == "POST" and scope["path"].startswith("/v1/")
+        refusal = self.shedder.refusal() if api else None
+        if refusal is not None:
+            await _send_error(send, refusal, request_id)
+            return
+        slot = Slot(self.shedder) if api else None
         try:
             self._check_sizes(scope)
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self.app(scope, self._limited(receive, slot), send_with_id)
         except LLMOpsError as error:
             if started:
                 raise
@@ -88,6 +99,9 @@ class GatewayMiddleware:
             await _send_error(
                 send, LLMOpsError("internal error; the request id is in x-request-id"), request_id
             )
+        finally:
+            if slot is not None:
+                slot.release()
 
     def _check_sizes(self, scope: Scope) -> None:
         headers = scope.get("headers", [])
@@ -105,7 +119,7 @@ class GatewayMiddleware:
             f"request body is larger than {self.limits.max_body_bytes} bytes", code="body_too_large"
         )
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, slot: Slot | None) -> Receive:
         seen = 0
 
         async def limited() -> Message:
@@ -115,6 +129,8 @@ class GatewayMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.limits.max_body_bytes:
                     raise self._too_large()
+                if slot is not None and not message.get("more_body", False):
+                    slot.take()
             return message
 
         return limited

@@ -10,8 +10,12 @@ Leftover spill files of an earlier process are replayed on start.
 Loss window of relaxed mode: a row is lost only if the process dies while the row is still in the
 in-memory queue: normally at most ``flush_interval_s`` of traffic, and while the database is failing
 at most ``queue_max`` rows. Spilled rows survive a process crash (they are in the OS page cache,
-not fsynced: a power loss can take the last ones). Strict mode: ``commit`` returns only after the
-row's transaction committed, so the response is not completed before its row is stored.
+not fsynced: a power loss can take the last ones). When the spill file cannot be written either
+(disk full, file size limit, permissions), the rows are dropped rather than the requests: the
+gateway keeps answering, counts them in ``llmops_gateway_request_log_lost`` and logs an error when
+the spill file fails and when it works again; the file keeps whole rows only.
+Strict mode: ``commit`` returns only after the row's transaction committed, so the response is not
+completed before its row is stored.
 
 Protection: ``submit`` and ``commit`` pass every row through ``LogProtection`` (payloads dropped,
 redacted, encrypted as configured) before it is queued or spilled, whoever wrote it (the pipeline,
@@ -22,14 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -132,7 +138,8 @@ class RequestLogWriter:
         self.spill_dir = Path(spill_dir)
         self._queue: deque[tuple[RequestLogRecord, asyncio.Future[None] | None]] = deque()
         self._spilling = False
-        self._spill_handle: TextIO | None = None
+        self._spill_handle: BinaryIO | None = None
+        self._spill_error: str | None = None
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -270,13 +277,40 @@ class RequestLogWriter:
         return replays + ([current] if current.exists() else [])
 
     def _spill(self, records: list[RequestLogRecord]) -> None:
-        if self._spill_handle is None:
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
-            self._spill_handle = (self.spill_dir / SPILL_NAME).open("a", encoding="utf-8")
-        self._spill_handle.write("".join(r.to_line() for r in records))
-        self._spill_handle.flush()
+        data = "".join(r.to_line() for r in records).encode()
+        start = None
+        try:
+            if self._spill_handle is None:
+                self.spill_dir.mkdir(parents=True, exist_ok=True)
+                self._spill_handle = (self.spill_dir / SPILL_NAME).open("ab", buffering=0)
+            start = os.fstat(self._spill_handle.fileno()).st_size  # appends go to the end
+            if self._spill_handle.write(data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError as exc:
+            self._spill_failed(records, start, exc)
+            return
+        if self._spill_error is not None:
+            log.error("request log: the spill file %s is written again", self.spill_dir / SPILL_NAME)
+            self._spill_error = None
         if self.metrics is not None:
             self.metrics.log_spilled.inc(len(records))
+
+    def _spill_failed(self, records: list[RequestLogRecord], start: int | None, exc: OSError) -> None:
+        """Drop the rows (the requests go on), keep the file to whole rows, and say so once."""
+        if start is not None and self._spill_handle is not None:
+            with contextlib.suppress(OSError):
+                self._spill_handle.truncate(start)  # a partial row would stop the replay
+        if self.metrics is not None:
+            self.metrics.log_lost.inc(len(records))
+        error = exc.strerror or str(exc)
+        if self._spill_error is None:
+            log.error(
+                "request log: the spill file %s cannot be written (%s) while the database is unavailable; "
+                "rows are lost until one of them works again (counted in llmops_gateway_request_log_lost)",
+                self.spill_dir / SPILL_NAME,
+                error,
+            )
+        self._spill_error = error
 
     def _spill_queue(self) -> None:
         relaxed = [record for record, future in self._queue if future is None]
