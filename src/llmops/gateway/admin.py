@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,10 +33,18 @@ DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
 
+RoleName = Literal["consumer", "developer", "deployer", "admin"]
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="Who or what the key is for.")
-    role: str = Field("consumer", description="consumer, developer, deployer or admin.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
+        description="Who or what the key is for (1-200 characters).",
+    )
+    role: RoleName = Field("consumer", description="consumer, developer, deployer or admin.")
     models: list[str] = Field(default_factory=list, description="Deployments it may call (empty: all).")
     rpm: int | None = Field(None, ge=0)
     tpm: int | None = Field(None, ge=0)

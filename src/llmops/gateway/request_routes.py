@@ -115,6 +115,15 @@ def _export_route(router: APIRouter) -> None:
         tags=["admin"],
         summary="Every matching request as JSON Lines (streamed) or a Parquet file.",
         response_model=None,
+        responses={
+            200: {
+                "description": "JSON Lines, one request a line (`format=jsonl`), or a Parquet file.",
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
     )
     async def export(
         request: Request,
