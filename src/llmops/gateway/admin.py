@@ -46,8 +46,8 @@ class KeyCreate(BaseModel):
     )
     role: RoleName = Field("consumer", description="consumer, developer, deployer or admin.")
     models: list[str] = Field(default_factory=list, description="Deployments it may call (empty: all).")
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=0, le=2**31 - 1, description="Requests per minute (unset: unlimited).")
+    tpm: int | None = Field(None, ge=0, le=2**63 - 1, description="Tokens per minute (unset: unlimited).")
     budget_usd: float | None = Field(None, ge=0)
     expires_at: datetime | None = None
     reason: str | None = None

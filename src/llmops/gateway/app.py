@@ -63,7 +63,7 @@ def _allowed_methods(request: Request) -> str:
     methods: set[str] = set()
     for route in request.app.routes:
         if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
+            methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 
@@ -102,7 +102,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 _READY = {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}}
-_METRICS_TEXT = {
+_METRICS_TEXT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Prometheus text exposition.",
         "content": {"text/plain": {"schema": {"type": "string"}}},

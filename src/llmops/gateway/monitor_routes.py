@@ -30,6 +30,7 @@ from llmops.monitor.alert_store import list_stored_alerts
 from llmops.monitor.feedback_store import FeedbackTarget
 from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
+from llmops.registry.references import MODEL_REF_PATTERN
 from llmops.security.json_input import loads_json
 from llmops.security.roles import Role
 
@@ -40,7 +41,10 @@ DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
 
 class ReferenceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(description="Dataset version (name@N) whose prompts are the reference.")
+    dataset: str = Field(
+        pattern=r"^\s*[A-Za-z0-9._-]+(@[0-9]{1,18})?\s*$",
+        description="Dataset version (name@N) whose prompts are the reference.",
+    )
     reason: str | None = Field(None, description="Why, for the audit log.")
 
 
@@ -137,7 +141,9 @@ def _status_routes(router: APIRouter) -> None:
     )
     async def online_eval(
         request: Request,
-        version: str | None = Query(None, description="Only this model: name@N, name@alias or name."),
+        version: str | None = Query(
+            None, pattern=MODEL_REF_PATTERN, description="Only this model: name@N, name@alias or name."
+        ),
         principal: Principal = DEVELOPER,
     ) -> list[dict[str, Any]]:
         monitor = _monitor(request)

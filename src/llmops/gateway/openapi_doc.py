@@ -74,7 +74,7 @@ def install_document(app: FastAPI, deployments: list[str]) -> None:
         statuses: tuple[int, ...] = MIDDLEWARE_ERRORS
         if route_policy(route) != "public":
             statuses += KEYED_ERRORS
-            keyed |= {(method.lower(), route.path) for method in route.methods}
+            keyed |= {(method.lower(), route.path) for method in route.methods or ()}
         if route.path in OPENAI_BODIES:
             statuses += OPENAI_ERRORS
         elif "{" in route.path or route.path.startswith(NOT_FOUND_PREFIXES):

@@ -29,6 +29,7 @@ from llmops.monitor.request_search import (
     parse_time,
     search_requests,
 )
+from llmops.registry.references import MODEL_REF_PATTERN
 from llmops.security.payload_crypto import PayloadCipher, Reveal, hide, revealer
 from llmops.security.roles import Role, parse_role
 from llmops.settings import get_settings
@@ -43,7 +44,9 @@ class _Filters:
     def __init__(
         self,
         deployment: str | None = Query(None, description="Deployment the request named."),
-        version: str | None = Query(None, description="Model that answered: name@N, name@alias or name."),
+        version: str | None = Query(
+            None, pattern=MODEL_REF_PATTERN, description="Model that answered: name@N, name@alias or name."
+        ),
         since: str | None = Query(None, description="ISO time or a span ago (30m, 2h, 7d)."),
         until: str | None = Query(None, description="ISO time or a span ago."),
         status: int | None = Query(None, ge=100, le=599, description="HTTP status of the answer."),
