@@ -23,8 +23,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# what _never_silently_zero enforces: free, or some rate above 0
+_SOME_PRICE = {
+    "anyOf": [
+        {"required": ["free"], "properties": {"free": {"const": True}}},
+        *(
+            {"required": [rate], "properties": {rate: {"exclusiveMinimum": 0}}}
+            for rate in ("input_usd_per_1k_tokens", "output_usd_per_1k_tokens", "usd_per_engine_second")
+        ),
+    ]
+}
+
+
 class PriceConfig(_Strict):
     """What a request costs. Self-hosted models are priced by engine seconds times a rate."""
+
+    model_config = ConfigDict(json_schema_extra=_SOME_PRICE)
 
     input_usd_per_1k_tokens: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens.")
     output_usd_per_1k_tokens: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens.")

@@ -27,6 +27,7 @@ from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.policy import RequireRole
 from llmops.gateway.service import Gateway
 from llmops.monitor.alert_store import list_stored_alerts
+from llmops.monitor.feedback import Feedback
 from llmops.monitor.feedback_store import FeedbackTarget
 from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
@@ -59,10 +60,24 @@ def _json_body(raw: bytes) -> Any:
     return loads_json(raw, what="the feedback body")
 
 
+def _feedback_body() -> dict[str, Any]:
+    """The feedback body as ``parse_feedback`` validates it: something besides the request id."""
+    schema = Feedback.model_json_schema()
+    text = {"type": "string", "pattern": "\\S"}
+    schema["anyOf"] = [
+        {"required": ["score"], "properties": {"score": {"type": "number"}}},
+        {"required": ["thumbs"], "properties": {"thumbs": {"type": "string"}}},
+        {"required": ["comment"], "properties": {"comment": text}},
+        {"required": ["corrected_output"], "properties": {"corrected_output": text}},
+    ]
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def _feedback_route(router: APIRouter) -> None:
     @router.post(
         "/v1/feedback",
         status_code=201,
+        openapi_extra=_feedback_body(),
         tags=["monitoring"],
         summary="Feedback (score or thumbs, comment, corrected output) on a response, by its request id.",
     )

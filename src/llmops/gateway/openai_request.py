@@ -138,6 +138,8 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
     options = body.get("stream_options")
     if endpoint == "embeddings" and body.get("stream"):
         raise InvalidInput("embeddings are not streamed; remove `stream`", param="stream")
+    if endpoint != "embeddings" and body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise InvalidInput("`stream` must be true or false", param="stream")
     if endpoint != "embeddings" and options is not None:
         _check_stream_options(options, stream=bool(body.get("stream")))
     return ParsedRequest(

@@ -38,6 +38,13 @@ from llmops.store.home import Home
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
 
+# what parse_time reads: a span ago, or an ISO 8601 date or time (days up to 28 and years from 1000
+# in the schema, so a time it allows is a date in every month and converts to UTC)
+_DATE = r"[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
+TIME_PATTERN = rf"^([0-9]{{1,4}}(\.[0-9]{{1,3}})?[smhdw]|{_DATE}([T ]{_TIME})?)$"
+
+
 class _Filters:
     """The search filters as query parameters (a FastAPI dependency)."""
 
@@ -47,8 +54,10 @@ class _Filters:
         version: str | None = Query(
             None, pattern=MODEL_REF_PATTERN, description="Model that answered: name@N, name@alias or name."
         ),
-        since: str | None = Query(None, description="ISO time or a span ago (30m, 2h, 7d)."),
-        until: str | None = Query(None, description="ISO time or a span ago."),
+        since: str | None = Query(
+            None, pattern=TIME_PATTERN, description="ISO time or a span ago (30m, 2h, 7d)."
+        ),
+        until: str | None = Query(None, pattern=TIME_PATTERN, description="ISO time or a span ago."),
         status: int | None = Query(None, ge=100, le=599, description="HTTP status of the answer."),
         user: str | None = Query(None, description="The request's `user` field."),
         key_id: str | None = Query(None, description="Id of the key that sent it."),

@@ -41,4 +41,4 @@ def check_upstream_url(
             "; replicas on this machine need allow_loopback_upstreams: true, on an internal network "
             "allow_private_upstreams: true (gateway config)"
         )
-        raise InvalidInput(exc.message + hint, param="url") from None
+        raise type(exc)(exc.message + hint, param="url", code=exc.code) from None
