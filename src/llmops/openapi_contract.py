@@ -9,6 +9,7 @@ Both apps answer every error in OpenAI's shape (``ErrorResponse``) and never wit
 * ``finish_document(document)`` removes FastAPI's 422 and its validation-error schemas;
 * ``event_stream_response(model)`` documents a 200 that is JSON, or server-sent events with
   ``stream: true``;
+* ``integral(value)`` reads ``5.0`` as ``5`` for integer fields (JSON Schema counts 5.0 as an integer);
 * ``case_insensitive(word)`` writes a word as an ECMA-262 pattern matching any letter case (JSON
   Schema patterns have no flags).
 """
@@ -114,6 +115,12 @@ def event_stream_response(model: type[BaseModel], description: str) -> dict[int 
             "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
         }
     }
+
+
+def integral(value: Any) -> Any:
+    """``5.0`` → ``5``: JSON has one number type, and JSON Schema counts 5.0 as an integer. A
+    ``mode="before"`` validator of strict integer fields, which still refuse ``"5"`` and ``true``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def case_insensitive(word: str) -> str:

@@ -24,15 +24,7 @@ from llmops.store.home import Home
 
 pytestmark = pytest.mark.slow
 
-# Still open (max_examples=25): time filters (`since`/`until`) and replica URLs whose schemas are
-# looser than their parsers, the feedback body and a deployment's price not in the schema, weights
-# that must name every arm, `expires_at` accepting numbers; remove the mark when they are fixed.
-OPEN_FAILURES = pytest.mark.xfail(
-    strict=True, reason="the gateway's document does not yet state every rule its admin routes enforce"
-)
 
-
-@OPEN_FAILURES
 def test_schemathesis_finds_no_failure_in_the_gateway(sqlite_home: Home, tmp_path: Path) -> None:
     key = KeyStore.from_home(sqlite_home).create(KeySpec(name="admin", role=Role.ADMIN)).key
     config = GatewayConfig.model_validate(

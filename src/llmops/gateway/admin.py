@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
 from llmops.errors import Conflict, InvalidInput, NotFound
 from llmops.gateway.auth import Principal
@@ -24,7 +25,8 @@ from llmops.gateway.overrides import deployment_spec
 from llmops.gateway.policy import RequireRole
 from llmops.gateway.routing import Replica
 from llmops.gateway.service import Gateway
-from llmops.openapi_contract import error_responses
+from llmops.gateway.upstream_urls import UPSTREAM_URL_PATTERN
+from llmops.openapi_contract import error_responses, integral
 from llmops.security.keys import KeySpec
 from llmops.security.roles import Role, parse_role
 from llmops.store import audit
@@ -36,16 +38,6 @@ DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
-# what check_upstream_url reads as well formed: http(s), a canonical IPv4 address or a host name
-# (its last label starting with a letter), a port from 1 to 65535, a path; no credentials. Whether
-# the address may be reached is the config's policy (403 when it may not).
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-REPLICA_URL_PATTERN = (
-    rf"^[hH][tT][tT][pP][sS]?://({_OCTET}(\.{_OCTET}){{3}}|({_LABEL}\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?)"
-    rf"(:{_PORT})?(/[!-~]*)?$"
-)
 RoleName = Literal["consumer", "developer", "deployer", "admin"]
 
 
@@ -71,6 +63,11 @@ class KeyCreate(BaseModel):
     )
     reason: str | None = None
 
+    @field_validator("rpm", "tpm", mode="before")
+    @classmethod
+    def _integral_limits(cls, value: Any) -> Any:
+        return integral(value)
+
     @field_validator("expires_at", mode="before")
     @classmethod
     def _rfc3339(cls, value: Any) -> Any:
@@ -81,7 +78,7 @@ class KeyCreate(BaseModel):
 
 Weight = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 # what the split route checks against the body alone: some weight above 0
-_SOME_WEIGHT = {"minProperties": 1, "not": {"additionalProperties": {"maximum": 0}}}
+_SOME_WEIGHT: JsonDict = {"minProperties": 1, "not": {"additionalProperties": {"maximum": 0}}}
 
 
 class SplitUpdate(BaseModel):
@@ -96,7 +93,7 @@ class SplitUpdate(BaseModel):
 class ReplicaAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(
-        pattern=REPLICA_URL_PATTERN,
+        pattern=UPSTREAM_URL_PATTERN,
         description="Base URL of the replica, http(s) without credentials; its host must resolve to "
         "addresses the gateway's config allows (public, or loopback/private when enabled).",
     )

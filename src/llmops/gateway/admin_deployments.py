@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from llmops.errors import Conflict, InvalidInput
+from llmops.errors import Conflict
 from llmops.gateway.admin import DEPLOYER, deployment_view
 from llmops.gateway.admin import _gateway as gateway_of
 from llmops.gateway.admin import _persist as persist
@@ -71,8 +71,10 @@ class ArmPut(BaseModel):
 def _check_fallbacks(gateway: Gateway, config: DeploymentConfig) -> None:
     unknown = [f for f in config.fallbacks if f == config.name or f not in gateway.table.names()]
     if unknown:
-        raise InvalidInput(
-            f"deployment.fallbacks: unknown deployments {unknown}", param="deployment.fallbacks"
+        raise Conflict(
+            f"deployment.fallbacks: {unknown} are not other deployments of this gateway",
+            param="deployment.fallbacks",
+            code="unknown_fallbacks",
         )
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import JsonDict
 
 from llmops.errors import InvalidInput, invalid_config
 from llmops.monitor.service import MonitorConfig
@@ -24,13 +25,21 @@ class _Strict(BaseModel):
 
 
 # what _never_silently_zero enforces: free, or some rate above 0
-_SOME_PRICE = {
+_SOME_PRICE: JsonDict = {
     "anyOf": [
         {"required": ["free"], "properties": {"free": {"const": True}}},
-        *(
-            {"required": [rate], "properties": {rate: {"exclusiveMinimum": 0}}}
-            for rate in ("input_usd_per_1k_tokens", "output_usd_per_1k_tokens", "usd_per_engine_second")
-        ),
+        {
+            "required": ["input_usd_per_1k_tokens"],
+            "properties": {"input_usd_per_1k_tokens": {"exclusiveMinimum": 0}},
+        },
+        {
+            "required": ["output_usd_per_1k_tokens"],
+            "properties": {"output_usd_per_1k_tokens": {"exclusiveMinimum": 0}},
+        },
+        {
+            "required": ["usd_per_engine_second"],
+            "properties": {"usd_per_engine_second": {"exclusiveMinimum": 0}},
+        },
     ]
 }
 

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 
 from llmops.gateway.openai_request import URL_FIELDS
 from llmops.gateway.policy import route_policy
+from llmops.gateway.upstream_urls import UPSTREAM_URL_PATTERN
 from llmops.openapi_contract import attach_error_responses, case_insensitive, finish_document
 from llmops.serve.config import ServeConfig
 from llmops.serve.openapi_doc import with_limits
@@ -86,6 +87,7 @@ def install_document(app: FastAPI, deployments: list[str]) -> None:
         if app.openapi_schema is None:
             document = finish_document(generate())
             _add_request_schemas(document, deployments)
+            _add_deployment_rules(document["components"]["schemas"])
             document["components"]["securitySchemes"] = BEARER
             for path, item in document["paths"].items():
                 for method, operation in item.items():
@@ -106,6 +108,41 @@ def _add_request_schemas(document: dict[str, Any], deployments: list[str]) -> No
         schemas[model.__name__] = _top_level_rules(schema, deployments)
     with_limits(document, ServeConfig())
     schemas["EmbeddingRequest"]["properties"]["stream"] = FALSY
+
+
+# what DeploymentConfig._one_arm_at_least enforces: arms, or the one-arm shorthand, not both; some
+# arm with traffic
+_NOT_BOTH = {
+    "not": {
+        "required": ["arms"],
+        "properties": {"arms": {"minItems": 1}},
+        "anyOf": [
+            {"required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}},
+            {"required": ["upstreams"], "properties": {"upstreams": {"minItems": 1}}},
+        ],
+    }
+}
+_SOME_ARM_WEIGHTED = {
+    "if": {"required": ["arms"], "properties": {"arms": {"minItems": 1}}},
+    "then": {
+        "properties": {
+            "arms": {
+                "contains": {
+                    "anyOf": [
+                        {"not": {"required": ["weight"]}},
+                        {"properties": {"weight": {"exclusiveMinimum": 0}}},
+                    ]
+                }
+            }
+        }
+    },
+}
+
+
+def _add_deployment_rules(schemas: dict[str, Any]) -> None:
+    """Rules of the deployment config the admin API takes that pydantic's schema does not state."""
+    schemas["DeploymentConfig"].update(_NOT_BOTH, allOf=[_SOME_ARM_WEIGHTED])
+    schemas["UpstreamConfig"]["properties"]["url"]["pattern"] = UPSTREAM_URL_PATTERN
 
 
 def _nested_rules(schema: dict[str, Any]) -> dict[str, Any]:

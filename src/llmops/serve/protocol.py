@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from llmops.openapi_contract import case_insensitive
+from llmops.openapi_contract import case_insensitive, integral
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_LOGPROBS = 20
@@ -146,21 +146,16 @@ def _message_content(value: Any) -> Any:
     return "".join(texts)
 
 
-def _integral(value: Any) -> Any:
-    """``5.0`` → ``5``: JSON has one number type, and JSON Schema counts 5.0 as an integer."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 def _is_token_ids(value: Any) -> bool:
     return (
         isinstance(value, list)
         and len(value) > 0
-        and all(not isinstance(t, bool) and isinstance(_integral(t), int) and t >= 0 for t in value)
+        and all(not isinstance(t, bool) and isinstance(integral(t), int) and t >= 0 for t in value)
     )
 
 
 def _token_ids(value: list[Any]) -> tuple[int, ...]:
-    return tuple(_integral(t) for t in value)
+    return tuple(integral(t) for t in value)
 
 
 def _prompts(value: Any) -> Any:
@@ -286,7 +281,7 @@ class SamplingFields(BaseModel):
     @field_validator("max_tokens", "top_k", "n", "seed", mode="before")
     @classmethod
     def _integral_numbers(cls, value: Any) -> Any:
-        return _integral(value)
+        return integral(value)
 
     @model_validator(mode="after")
     def _stream_options_need_stream(self) -> SamplingFields:
@@ -332,7 +327,7 @@ class ChatCompletionRequest(SamplingFields):
     @field_validator("max_completion_tokens", "top_logprobs", mode="before")
     @classmethod
     def _integral_chat_numbers(cls, value: Any) -> Any:
-        return _integral(value)
+        return integral(value)
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
@@ -369,7 +364,7 @@ class CompletionRequest(SamplingFields):
     @field_validator("logprobs", "best_of", mode="before")
     @classmethod
     def _integral_completion_numbers(cls, value: Any) -> Any:
-        return _integral(value)
+        return integral(value)
 
     @model_validator(mode="after")
     def _best_of_is_n(self) -> CompletionRequest:
