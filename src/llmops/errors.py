@@ -58,6 +58,14 @@ class InvalidInput(LLMOpsError):
     error_type = "invalid_request_error"
 
 
+class PolicyRefused(InvalidInput):
+    """Well formed, but a policy of this installation refuses it (an address outside the networks a
+    URL may reach); answered 403 so a client does not retry it as a typo."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
 class Unauthorized(LLMOpsError):
     status_code = 401
     error_type = "authentication_error"

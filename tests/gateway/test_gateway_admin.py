@@ -45,13 +45,13 @@ async def test_admin_api(home: Home, make_key: Any, gw: Any) -> None:
         bad = await client.put(
             "/api/deployments/support-bot/split", json={"weights": {"x": 1}}, headers=gw.bearer(deployer)
         )
-        assert bad.status_code == 400 and "stable, canary" in bad.json()["error"]["message"]
+        assert bad.status_code == 409 and "stable, canary" in bad.json()["error"]["message"]
         metadata = await client.post(
             "/api/deployments/support-bot/arms/stable/replicas",
             json={"url": "http://169.254.169.254"},
             headers=gw.bearer(deployer),
         )
-        assert metadata.status_code == 400
+        assert metadata.status_code == 403 and metadata.json()["error"]["code"] == "url_not_allowed"
         added = await client.post(
             "/api/deployments/support-bot/arms/stable/replicas",
             json={"url": "http://127.0.0.1:9", "name": "spare"},

@@ -171,7 +171,7 @@ async def test_store_defined_deployment_and_canary_arm_reach_another_worker(
                 json={"model": "new-bot@1", "weight": 0},
                 headers=gw.bearer(deployer),
             )
-            assert zeroed.status_code == 400 and zeroed.json()["error"]["param"] == "weight"
+            assert zeroed.status_code == 409 and zeroed.json()["error"]["param"] == "weight"
             held = [(a.name, a.weight) for a in gateway_one.table.get("new-bot").arms]
             assert held == [("stable", 100.0), ("canary", 0.0)], "a refused change leaves no trace"
             await one.post(

@@ -71,6 +71,9 @@ class FakeBackend(Backend):
         delay = 0.05 if "SLOW" in words else self.delay
         outputs = words * 100 if "SLOW" in words else words
         limit = request.sampling.max_tokens
+        if not outputs:  # nothing to echo: end at once, as an engine does on an immediate end-of-text
+            yield self._event(request, words, 0, "", finish="stop")
+            return
         for count, word in enumerate(outputs[:limit], start=1):
             await asyncio.sleep(delay)
             if aborted.is_set():

@@ -10,19 +10,23 @@ within ``admin_sync_s`` (``overrides.py``) and key changes within their key-cach
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
-from llmops.errors import InvalidInput, NotFound
+from llmops.errors import Conflict, InvalidInput, NotFound
 from llmops.gateway.auth import Principal
 from llmops.gateway.deployments import Deployment, http_upstream_factory
 from llmops.gateway.overrides import deployment_spec
 from llmops.gateway.policy import RequireRole
 from llmops.gateway.routing import Replica
 from llmops.gateway.service import Gateway
+from llmops.gateway.upstream_urls import UPSTREAM_URL_PATTERN
+from llmops.openapi_contract import error_responses, integral
 from llmops.security.keys import KeySpec
 from llmops.security.roles import Role, parse_role
 from llmops.store import audit
@@ -33,27 +37,66 @@ DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
 
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
+RoleName = Literal["consumer", "developer", "deployer", "admin"]
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="Who or what the key is for.")
-    role: str = Field("consumer", description="consumer, developer, deployer or admin.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
+        description="Who or what the key is for (1-200 characters).",
+    )
+    role: RoleName = Field("consumer", description="consumer, developer, deployer or admin.")
     models: list[str] = Field(default_factory=list, description="Deployments it may call (empty: all).")
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    budget_usd: float | None = Field(None, ge=0)
-    expires_at: datetime | None = None
+    rpm: int | None = Field(
+        None, ge=0, le=2**31 - 1, strict=True, description="Requests per minute (unset: unlimited)."
+    )
+    tpm: int | None = Field(
+        None, ge=0, le=2**53 - 1, strict=True, description="Tokens per minute (unset: unlimited)."
+    )
+    budget_usd: float | None = Field(None, ge=0, strict=True, allow_inf_nan=False)
+    expires_at: datetime | None = Field(
+        None, description="RFC 3339 date-time (2030-01-31T00:00:00Z); unset: never expires."
+    )
     reason: str | None = None
+
+    @field_validator("rpm", "tpm", mode="before")
+    @classmethod
+    def _integral_limits(cls, value: Any) -> Any:
+        return integral(value)
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and RFC3339.match(value)):
+            raise ValueError("expires_at must be an RFC 3339 date-time like 2030-01-31T00:00:00Z")
+        return value
+
+
+Weight = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+# what the split route checks against the body alone: some weight above 0
+_SOME_WEIGHT: JsonDict = {"minProperties": 1, "not": {"additionalProperties": {"maximum": 0}}}
 
 
 class SplitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: dict[str, float] = Field(description="Arm name → relative weight.")
+    weights: dict[str, Weight] = Field(
+        description="Arm name → relative weight, for every arm of the deployment; some above 0.",
+        json_schema_extra=_SOME_WEIGHT,
+    )
     reason: str | None = None
 
 
 class ReplicaAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(description="Base URL of the replica (checked like the config's).")
+    url: str = Field(
+        pattern=UPSTREAM_URL_PATTERN,
+        description="Base URL of the replica, http(s) without credentials; its host must resolve to "
+        "addresses the gateway's config allows (public, or loopback/private when enabled).",
+    )
     name: str | None = None
     model_version: str | None = Field(
         None, description="The version the replica serves (recorded per request); default its arm's."
@@ -182,17 +225,22 @@ def _deployment_routes(router: APIRouter) -> None:
         "/api/deployments/{name}/split",
         tags=["admin"],
         summary="Set the traffic split between a deployment's arms.",
+        responses=error_responses(409),
     )
     async def set_split(
         name: str, body: SplitUpdate, request: Request, principal: Principal = DEPLOYER
     ) -> dict[str, Any]:
         gateway = _gateway(request)
         deployment = gateway.table.get(name)
-        if set(body.weights) != {a.name for a in deployment.arms} or sum(body.weights.values()) <= 0:
-            arms = ", ".join(a.name for a in deployment.arms)
-            raise InvalidInput(
-                f"give a weight >= 0 for each arm ({arms}), adding up to more than 0", param="weights"
+        arms = ", ".join(a.name for a in deployment.arms)
+        if set(body.weights) != {a.name for a in deployment.arms}:
+            raise Conflict(
+                f"give a weight for each arm of {name!r} ({arms}), and no other",
+                param="weights",
+                code="arms_differ",
             )
+        if sum(body.weights.values()) <= 0:
+            raise InvalidInput(f"the weights of {arms} must add up to more than 0", param="weights")
         for arm in deployment.arms:
             arm.weight = body.weights[arm.name]
         await asyncio.to_thread(

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from llmops.errors import Conflict, InvalidInput
+from llmops.errors import Conflict
 from llmops.gateway.admin import DEPLOYER, deployment_view
 from llmops.gateway.admin import _gateway as gateway_of
 from llmops.gateway.admin import _persist as persist
@@ -25,6 +25,7 @@ from llmops.gateway.config import ArmConfig, DeploymentConfig
 from llmops.gateway.deployments import Arm, Deployment, resolve_version
 from llmops.gateway.routing import Replica
 from llmops.gateway.service import Gateway, registry_resolver
+from llmops.registry.references import MODEL_REF_PATTERN
 from llmops.store import audit
 from llmops.store.schema import GatewayDeployment, utcnow
 
@@ -55,9 +56,12 @@ class DeploymentPut(BaseModel):
 class ArmPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(
-        description="Registry reference the arm serves (support-bot@4, support-bot@candidate)."
+        pattern=MODEL_REF_PATTERN,
+        description="Registry reference the arm serves (support-bot@4, support-bot@candidate).",
     )
-    weight: float | None = Field(None, ge=0, description="Share of traffic; a new arm defaults to 0.")
+    weight: float | None = Field(
+        None, ge=0, strict=True, allow_inf_nan=False, description="Share of traffic; a new arm defaults to 0."
+    )
     upstream_model: str | None = Field(
         None, description="Model name its replicas serve; default the deployment's."
     )
@@ -67,8 +71,10 @@ class ArmPut(BaseModel):
 def _check_fallbacks(gateway: Gateway, config: DeploymentConfig) -> None:
     unknown = [f for f in config.fallbacks if f == config.name or f not in gateway.table.names()]
     if unknown:
-        raise InvalidInput(
-            f"deployment.fallbacks: unknown deployments {unknown}", param="deployment.fallbacks"
+        raise Conflict(
+            f"deployment.fallbacks: {unknown} are not other deployments of this gateway",
+            param="deployment.fallbacks",
+            code="unknown_fallbacks",
         )
 
 
@@ -124,7 +130,7 @@ def _deployment_routes(router: APIRouter) -> None:
     ) -> Any:
         gateway = gateway_of(request)
         if body.deployment.name != name:
-            raise InvalidInput(
+            raise Conflict(
                 f"deployment.name {body.deployment.name!r} differs from the path's {name!r}",
                 param="deployment.name",
             )
@@ -180,7 +186,12 @@ def _arm_routes(router: APIRouter) -> None:
         new_weight = body.weight if body.weight is not None else (existing.weight if existing else 0.0)
         others = sum(a.weight for a in deployment.arms if a is not existing)
         if others + new_weight <= 0:  # checked before anything changes: a refused change leaves no trace
-            raise InvalidInput("the arms' weights must add up to more than 0", param="weight")
+            raise Conflict(
+                f"the weights of {name!r}'s arms would add up to 0; give this arm a weight above 0 "
+                "or move the split first",
+                param="weight",
+                code="no_weighted_arm",
+            )
         if existing is None:
             weight = body.weight or 0.0
             deployment.arms.append(Arm(arm, body.model, version, weight, upstream_model, []))

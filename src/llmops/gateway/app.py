@@ -21,7 +21,9 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from llmops.errors import InvalidInput, LLMOpsError, NotFound
 from llmops.gateway.admin import deployments_without_replicas, install_admin_routes
@@ -31,13 +33,16 @@ from llmops.gateway.config import GatewayConfig
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.middleware import GatewayMiddleware
 from llmops.gateway.monitor_routes import install_monitor_routes
+from llmops.gateway.openapi_doc import install_document, openai_body
 from llmops.gateway.policy import RequireRole, unguarded_routes
 from llmops.gateway.request_routes import install_request_routes
 from llmops.gateway.service import Gateway, build_gateway
 from llmops.gateway.upstreams import Upstream
 from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
+from llmops.openapi_contract import event_stream_response
 from llmops.security.json_route import StrictJsonRoute, parse_error_of
 from llmops.security.roles import Role
+from llmops.serve.responses import ChatCompletion, Completion, EmbeddingList
 from llmops.settings import get_settings
 from llmops.store.home import Home
 
@@ -51,6 +56,15 @@ def _request_id(request: Request) -> str:
 
 def _error_response(error: LLMOpsError) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers())
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -76,11 +90,24 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = LLMOpsError(str(exc.detail))
         error.status_code = exc.status_code
         error.error_type = "invalid_request_error"
-        return _error_response(error)
+        response = _error_response(error)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
+        return response
 
     app.add_exception_handler(LLMOpsError, on_llmops_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+_READY = {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}}
+_METRICS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text exposition.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def _add_public_routes(app: FastAPI) -> None:
@@ -92,6 +119,10 @@ def _add_public_routes(app: FastAPI) -> None:
         "/readyz",
         tags=["health"],
         summary="Every deployment has an available replica (a status only; GET /api/readiness names them).",
+        responses={
+            200: {"description": "Ready.", "content": {"application/json": {"schema": _READY}}},
+            503: {"description": "Not ready.", "content": {"application/json": {"schema": _READY}}},
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         gateway: Gateway = request.app.state.gateway
@@ -107,26 +138,46 @@ def _add_openai_routes(app: FastAPI) -> None:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmops"} for n in names]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions", tags=["openai"], summary="Chat completion (streamed or not).")
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        summary="Chat completion (streamed or not).",
+        responses=event_stream_response(ChatCompletion, "The completion, or its chunks as SSE."),
+        openapi_extra=openai_body("ChatCompletionRequest"),
+    )
     async def chat(request: Request, principal: Principal = CONSUMER) -> Response:
         gateway: Gateway = request.app.state.gateway
         return await gateway.pipeline.handle(_request_id(request), principal, await request.body(), "chat")
 
-    @app.post("/v1/completions", tags=["openai"], summary="Text completion (streamed or not).")
+    @app.post(
+        "/v1/completions",
+        tags=["openai"],
+        summary="Text completion (streamed or not).",
+        responses=event_stream_response(Completion, "The completion, or its chunks as SSE."),
+        openapi_extra=openai_body("CompletionRequest"),
+    )
     async def completions(request: Request, principal: Principal = CONSUMER) -> Response:
         gateway: Gateway = request.app.state.gateway
         return await gateway.pipeline.handle(
             _request_id(request), principal, await request.body(), "completions"
         )
 
-    @app.post("/v1/embeddings", tags=["openai"], summary="Embeddings of one or more texts.")
+    @app.post(
+        "/v1/embeddings",
+        tags=["openai"],
+        summary="Embeddings of one or more texts.",
+        responses={200: {"model": EmbeddingList, "description": "One vector per input."}},
+        openapi_extra=openai_body("EmbeddingRequest"),
+    )
     async def embeddings(request: Request, principal: Principal = CONSUMER) -> Response:
         gateway: Gateway = request.app.state.gateway
         return await gateway.pipeline.handle(
             _request_id(request), principal, await request.body(), "embeddings"
         )
 
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics of this worker.")
+    @app.get(
+        "/metrics", tags=["monitoring"], summary="Prometheus metrics of this worker.", responses=_METRICS_TEXT
+    )
     async def metrics(request: Request, principal: Principal = DEVELOPER) -> Response:
         gateway: Gateway = request.app.state.gateway
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -171,6 +222,7 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
     problems = unguarded_routes(app)
     if problems:
         raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")
+    install_document(app, gateway.table.names())
     app.add_middleware(GatewayMiddleware, limits=gateway.config.http, metrics=gateway.metrics)
     if tracing.tracer is not None:  # outermost: the span covers size checks and the last-resort 500
         app.add_middleware(ServerSpanMiddleware, tracer=tracing.tracer)

@@ -12,6 +12,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import JsonDict
 
 from llmops.errors import InvalidInput, invalid_config
 from llmops.monitor.service import MonitorConfig
@@ -23,8 +24,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# what _never_silently_zero enforces: free, or some rate above 0
+_SOME_PRICE: JsonDict = {
+    "anyOf": [
+        {"required": ["free"], "properties": {"free": {"const": True}}},
+        {
+            "required": ["input_usd_per_1k_tokens"],
+            "properties": {"input_usd_per_1k_tokens": {"exclusiveMinimum": 0}},
+        },
+        {
+            "required": ["output_usd_per_1k_tokens"],
+            "properties": {"output_usd_per_1k_tokens": {"exclusiveMinimum": 0}},
+        },
+        {
+            "required": ["usd_per_engine_second"],
+            "properties": {"usd_per_engine_second": {"exclusiveMinimum": 0}},
+        },
+    ]
+}
+
+
 class PriceConfig(_Strict):
     """What a request costs. Self-hosted models are priced by engine seconds times a rate."""
+
+    model_config = ConfigDict(json_schema_extra=_SOME_PRICE)
 
     input_usd_per_1k_tokens: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens.")
     output_usd_per_1k_tokens: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens.")

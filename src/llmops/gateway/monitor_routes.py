@@ -27,9 +27,11 @@ from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.policy import RequireRole
 from llmops.gateway.service import Gateway
 from llmops.monitor.alert_store import list_stored_alerts
+from llmops.monitor.feedback import Feedback
 from llmops.monitor.feedback_store import FeedbackTarget
 from llmops.monitor.model_refs import resolve_model_version
 from llmops.monitor.online_eval_store import online_eval_summary
+from llmops.registry.references import MODEL_REF_PATTERN
 from llmops.security.json_input import loads_json
 from llmops.security.roles import Role
 
@@ -40,7 +42,10 @@ DEPLOYER = Depends(RequireRole(Role.DEPLOYER))
 
 class ReferenceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(description="Dataset version (name@N) whose prompts are the reference.")
+    dataset: str = Field(
+        pattern=r"^\s*[A-Za-z0-9._-]+(@[0-9]{1,18})?\s*$",
+        description="Dataset version (name@N) whose prompts are the reference.",
+    )
     reason: str | None = Field(None, description="Why, for the audit log.")
 
 
@@ -55,10 +60,24 @@ def _json_body(raw: bytes) -> Any:
     return loads_json(raw, what="the feedback body")
 
 
+def _feedback_body() -> dict[str, Any]:
+    """The feedback body as ``parse_feedback`` validates it: something besides the request id."""
+    schema = Feedback.model_json_schema()
+    text = {"type": "string", "pattern": "\\S"}
+    schema["anyOf"] = [
+        {"required": ["score"], "properties": {"score": {"type": "number"}}},
+        {"required": ["thumbs"], "properties": {"thumbs": {"type": "string"}}},
+        {"required": ["comment"], "properties": {"comment": text}},
+        {"required": ["corrected_output"], "properties": {"corrected_output": text}},
+    ]
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def _feedback_route(router: APIRouter) -> None:
     @router.post(
         "/v1/feedback",
         status_code=201,
+        openapi_extra=_feedback_body(),
         tags=["monitoring"],
         summary="Feedback (score or thumbs, comment, corrected output) on a response, by its request id.",
     )
@@ -137,7 +156,9 @@ def _status_routes(router: APIRouter) -> None:
     )
     async def online_eval(
         request: Request,
-        version: str | None = Query(None, description="Only this model: name@N, name@alias or name."),
+        version: str | None = Query(
+            None, pattern=MODEL_REF_PATTERN, description="Only this model: name@N, name@alias or name."
+        ),
         principal: Principal = DEVELOPER,
     ) -> list[dict[str, Any]]:
         monitor = _monitor(request)

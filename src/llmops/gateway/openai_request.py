@@ -115,6 +115,16 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return value
 
 
+def _check_stream_options(options: Any, *, stream: bool) -> None:
+    """What the replica checks, here too: the gateway drops ``stream_options`` from unstreamed calls."""
+    if not isinstance(options, dict):
+        raise InvalidInput(
+            '`stream_options` must be an object like {"include_usage": true}', param="stream_options"
+        )
+    if not stream:
+        raise InvalidInput("`stream_options` is only allowed with stream: true", param="stream_options")
+
+
 def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
     body = loads_json(raw)
     if not isinstance(body, dict):
@@ -128,6 +138,10 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
     options = body.get("stream_options")
     if endpoint == "embeddings" and body.get("stream"):
         raise InvalidInput("embeddings are not streamed; remove `stream`", param="stream")
+    if endpoint != "embeddings" and body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise InvalidInput("`stream` must be true or false", param="stream")
+    if endpoint != "embeddings" and options is not None:
+        _check_stream_options(options, stream=bool(body.get("stream")))
     return ParsedRequest(
         endpoint=endpoint,
         body=body,

@@ -29,6 +29,7 @@ from llmops.monitor.request_search import (
     parse_time,
     search_requests,
 )
+from llmops.registry.references import MODEL_REF_PATTERN
 from llmops.security.payload_crypto import PayloadCipher, Reveal, hide, revealer
 from llmops.security.roles import Role, parse_role
 from llmops.settings import get_settings
@@ -37,15 +38,26 @@ from llmops.store.home import Home
 DEVELOPER = Depends(RequireRole(Role.DEVELOPER))
 
 
+# what parse_time reads: a span ago, or an ISO 8601 date or time (days up to 28 and years from 1000
+# in the schema, so a time it allows is a date in every month and converts to UTC)
+_DATE = r"[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
+TIME_PATTERN = rf"^([0-9]{{1,4}}(\.[0-9]{{1,3}})?[smhdw]|{_DATE}([T ]{_TIME})?)$"
+
+
 class _Filters:
     """The search filters as query parameters (a FastAPI dependency)."""
 
     def __init__(
         self,
         deployment: str | None = Query(None, description="Deployment the request named."),
-        version: str | None = Query(None, description="Model that answered: name@N, name@alias or name."),
-        since: str | None = Query(None, description="ISO time or a span ago (30m, 2h, 7d)."),
-        until: str | None = Query(None, description="ISO time or a span ago."),
+        version: str | None = Query(
+            None, pattern=MODEL_REF_PATTERN, description="Model that answered: name@N, name@alias or name."
+        ),
+        since: str | None = Query(
+            None, pattern=TIME_PATTERN, description="ISO time or a span ago (30m, 2h, 7d)."
+        ),
+        until: str | None = Query(None, pattern=TIME_PATTERN, description="ISO time or a span ago."),
         status: int | None = Query(None, ge=100, le=599, description="HTTP status of the answer."),
         user: str | None = Query(None, description="The request's `user` field."),
         key_id: str | None = Query(None, description="Id of the key that sent it."),
@@ -115,6 +127,15 @@ def _export_route(router: APIRouter) -> None:
         tags=["admin"],
         summary="Every matching request as JSON Lines (streamed) or a Parquet file.",
         response_model=None,
+        responses={
+            200: {
+                "description": "JSON Lines, one request a line (`format=jsonl`), or a Parquet file.",
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
     )
     async def export(
         request: Request,

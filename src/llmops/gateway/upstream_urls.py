@@ -23,6 +23,20 @@ PRIVATE = (
 )
 
 
+# what check_upstream_url reads as well formed, for API schemas: http(s), a canonical IPv4 address or
+# a host name (its last label starting with a letter), a port from 1 to 65535, a path without
+# whitespace or backslashes; no credentials. Whether the address may be reached is the policy's
+# question (PolicyRefused, 403).
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LAST_LABEL = r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+UPSTREAM_URL_PATTERN = (
+    rf"^[hH][tT][tT][pP][sS]?://({_OCTET}(\.{_OCTET}){{3}}|({_LABEL}\.)*{_LAST_LABEL})"
+    rf"(:{_PORT})?(/[!-\[\]-~]*)?$"
+)
+
+
 def upstream_policy(*, allow_loopback: bool, allow_private: bool) -> URLPolicy:
     networks = (LOOPBACK if allow_loopback else ()) + (PRIVATE if allow_private else ())
     hosts = frozenset({"localhost"}) if allow_loopback else frozenset()
@@ -41,4 +55,4 @@ def check_upstream_url(
             "; replicas on this machine need allow_loopback_upstreams: true, on an internal network "
             "allow_private_upstreams: true (gateway config)"
         )
-        raise InvalidInput(exc.message + hint, param="url") from None
+        raise type(exc)(exc.message + hint, param="url", code=exc.code) from None

@@ -39,7 +39,12 @@ class Feedback(BaseModel):
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$", description="Id of the rated response."
     )
     score: float | None = Field(
-        default=None, ge=0.0, le=1.0, allow_inf_nan=False, description="Quality from 0 (bad) to 1 (good)."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Quality from 0 (bad) to 1 (good).",
     )
     thumbs: Literal["up", "down"] | None = Field(default=None, description="Thumbs up or down.")
     comment: str | None = Field(default=None, max_length=4000, description="Free text from the user.")

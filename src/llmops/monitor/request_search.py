@@ -40,8 +40,12 @@ def parse_time(value: str, *, param: str, now: datetime | None = None) -> dateti
     text = value.strip()
     match = _AGO.match(text)
     if match is not None:
-        span = timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
-        return (now or datetime.now(UTC)) - span
+        try:
+            return (now or datetime.now(UTC)) - timedelta(
+                seconds=float(match.group(1)) * _UNIT_S[match.group(2)]
+            )
+        except OverflowError:
+            raise InvalidInput(f"{param} {value!r} reaches back past year 1", param=param) from None
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:

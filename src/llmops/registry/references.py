@@ -10,6 +10,8 @@ from llmops.errors import InvalidInput
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
 VERSION_RE = re.compile(r"^[0-9]{1,18}$")  # ASCII digits that fit a 64-bit integer column
+# a whole reference, for API schemas: name, name@N or name@alias
+MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}(@([0-9]{1,18}|[A-Za-z][A-Za-z0-9_-]{0,99}))?$"
 
 
 @dataclass(frozen=True)

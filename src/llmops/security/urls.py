@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.errors import InvalidInput
+from llmops.errors import InvalidInput, PolicyRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -84,6 +84,11 @@ class ValidatedURL:
 
 def _refuse(url: str, reason: str) -> InvalidInput:
     return InvalidInput(f"refusing URL {url[:200]!r}: {reason}", param="url")
+
+
+def _forbid(url: str, reason: str) -> PolicyRefused:
+    """A well-formed URL whose address the policy does not let requests reach (403, not 400)."""
+    return PolicyRefused(f"refusing URL {url[:200]!r}: {reason}", param="url", code="url_not_allowed")
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -215,9 +220,9 @@ def _host_name(url: str, host: str, policy: URLPolicy) -> str:
     if ascii_host in policy.allowed_hosts:
         return ascii_host
     if ascii_host in METADATA_HOSTS:
-        raise _refuse(url, f"{ascii_host} is a cloud metadata service")
+        raise _forbid(url, f"{ascii_host} is a cloud metadata service")
     if (ascii_host == "localhost" or ascii_host.endswith(".localhost")) and not policy.allow_private:
-        raise _refuse(url, f"{ascii_host} is loopback")
+        raise _forbid(url, f"{ascii_host} is loopback")
     return ascii_host
 
 
@@ -225,9 +230,9 @@ def _resolve(url: str, host: str, port: int, policy: URLPolicy, resolver: Resolv
     try:
         answers = list(resolver(host, port))
     except OSError as exc:
-        raise _refuse(url, f"{host} could not be resolved ({exc})") from exc
+        raise _forbid(url, f"{host} could not be resolved ({exc})") from exc
     if not answers:
-        raise _refuse(url, f"{host} resolved to no address")
+        raise _forbid(url, f"{host} resolved to no address")
     addresses: list[str] = []
     for answer in answers:
         try:
@@ -236,7 +241,7 @@ def _resolve(url: str, host: str, port: int, policy: URLPolicy, resolver: Resolv
             raise _refuse(url, f"{host} resolved to something that is not an address: {answer!r}") from exc
         reason = _ip_allowed(ip, host, policy)
         if reason:
-            raise _refuse(url, f"{host} resolves to {ip}, which is {reason}")
+            raise _forbid(url, f"{host} resolves to {ip}, which is {reason}")
         addresses.append(str(ip))
     return tuple(sorted(set(addresses)))
 
@@ -251,7 +256,7 @@ def validate_url(
     if ip is not None:
         reason = _ip_allowed(ip, str(ip), policy)
         if reason:
-            raise _refuse(url, f"host {host} is {ip}, which is {reason}")
+            raise _forbid(url, f"host {host} is {ip}, which is {reason}")
         if isinstance(ip, ipaddress.IPv4Address) and host != str(ip):
             raise _refuse(url, f"host {host} is a non-canonical spelling of {ip}; write {ip}")
         name, addresses = str(ip), tuple([str(ip)])

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from llmops.engine.types import Backend
 from llmops.errors import NotFound
 from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
+from llmops.openapi_contract import attach_error_responses, error_responses, event_stream_response
 from llmops.security.json_route import StrictJsonRoute
 from llmops.serve.chat import chat_completions
 from llmops.serve.completions import completions
@@ -31,12 +32,12 @@ from llmops.serve.embeddings import embeddings
 from llmops.serve.error_responses import install_error_handlers
 from llmops.serve.metrics import MetricsMiddleware, ServeMetrics
 from llmops.serve.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from llmops.serve.openapi_doc import install_document
 from llmops.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from llmops.serve.responses import (
     ChatCompletion,
     Completion,
     EmbeddingList,
-    ErrorResponse,
     ModelCard,
     ModelList,
     ProbeStatus,
@@ -46,9 +47,9 @@ from llmops.serve.streaming import json_response
 from llmops.settings import get_settings
 
 READINESS_TIMEOUT_S = 5.0
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 413, 429, 500, 503)
-}
+# every route: a malformed Content-Length (400), a body over the limit (413), the last-resort 500
+SHARED_ERRORS = (400, 413, 500)
+_ERRORS = error_responses(404, 429, 502, 503)
 
 
 def build_app(
@@ -85,6 +86,10 @@ def build_app(
     install_error_handlers(app)
     _add_openai_routes(app, service)
     _add_probe_routes(app, service)
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            attach_error_responses(route, SHARED_ERRORS)
+    install_document(app, config, [card.id for card in _model_cards(service)])
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     app.add_middleware(RequestIdMiddleware)
@@ -94,12 +99,21 @@ def build_app(
 
 
 def _add_openai_routes(app: FastAPI, service: ReplicaService) -> None:
-    @app.post("/v1/chat/completions", responses={200: {"model": ChatCompletion}, **_ERRORS})
+    @app.post(
+        "/v1/chat/completions",
+        responses={
+            **event_stream_response(ChatCompletion, "The completion, or its chunks as SSE."),
+            **_ERRORS,
+        },
+    )
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         """Chat completion; ``stream: true`` answers with server-sent events."""
         return await chat_completions(service, body, request)
 
-    @app.post("/v1/completions", responses={200: {"model": Completion}, **_ERRORS})
+    @app.post(
+        "/v1/completions",
+        responses={**event_stream_response(Completion, "The completion, or its chunks as SSE."), **_ERRORS},
+    )
     async def create_completion(body: CompletionRequest, request: Request) -> Response:
         """Text completion of one or more prompts (strings or token ids)."""
         return await completions(service, body, request)
@@ -114,7 +128,7 @@ def _add_openai_routes(app: FastAPI, service: ReplicaService) -> None:
         """The served model and its loaded adapters."""
         return json_response(ModelList(data=_model_cards(service)))
 
-    @app.get("/v1/models/{model:path}", responses={200: {"model": ModelCard}, 404: {"model": ErrorResponse}})
+    @app.get("/v1/models/{model:path}", responses={200: {"model": ModelCard}, **error_responses(404)})
     async def retrieve_model(model: str) -> Response:
         for card in _model_cards(service):
             if card.id == model:

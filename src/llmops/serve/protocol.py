@@ -1,6 +1,7 @@
 """Request bodies of the OpenAI API subset a replica serves, validated with messages that name the field.
 
-Unknown fields are ignored (clients send many optional ones) except two kinds, refused with 400:
+Types are strict as in JSON Schema (``"1"`` or ``true`` is not an integer, ``1.0`` is). Unknown fields are
+ignored (clients send many optional ones) except two kinds, refused with 400:
 fields that name a URL (``api_base``, ``base_url``, ``*_url``, ...) so no request can point the
 server at another host, and features this server does not implement (tools, JSON mode, logit bias,
 ``suffix``, ``echo``) so a client never silently gets something other than what it asked for.
@@ -10,10 +11,21 @@ handlers against ``ServeConfig``; the fixed ones are here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from llmops.openapi_contract import case_insensitive, integral
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_LOGPROBS = 20
@@ -38,6 +50,58 @@ def _refuse_url_fields(data: Any) -> Any:
                     "and never contacts another URL; remove the field",
                 )
     return data
+
+
+URL_FIELD_NAMES_PATTERN = (
+    "^(?:" + "|".join(case_insensitive(name) for name in sorted(_URL_FIELDS)) + ")$"
+    "|(?:" + "|".join(case_insensitive(suffix) for suffix in _URL_SUFFIXES) + ")$"
+)
+_NEUTRAL_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "null"},
+        {"enum": [False, 0, "", "none"]},
+        {"type": "array", "maxItems": 0},
+        {"type": "object", "maxProperties": 0},
+    ],
+    "description": "Not supported: only an empty or neutral value is accepted.",
+}
+_TEXT_FORMAT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"const": "text"}},
+}
+
+
+# what _stream_options_need_stream enforces
+_STREAM_OPTIONS_NEED_STREAM = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"not": {"type": "null"}}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+}
+# what _top_logprobs_need_logprobs enforces
+_TOP_LOGPROBS_NEED_LOGPROBS = {
+    "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"minimum": 1}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+}
+
+
+def schema_rules(
+    *unsupported: str, conditions: tuple[dict[str, Any], ...] = ()
+) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` stating what the validators below enforce: no URL field names, the
+    ``unsupported`` fields only with a neutral value, and the ``conditions`` (if/then) between fields."""
+
+    def rules(schema: dict[str, Any]) -> None:
+        schema["propertyNames"] = {"not": {"pattern": URL_FIELD_NAMES_PATTERN}}
+        if conditions:
+            schema["allOf"] = list(conditions)
+        properties = schema.setdefault("properties", {})
+        for name in unsupported:
+            neutral = dict(_NEUTRAL_SCHEMA)
+            if name == "response_format":
+                neutral["anyOf"] = [*neutral["anyOf"], _TEXT_FORMAT_SCHEMA]
+            properties[name] = neutral
+
+    return rules
 
 
 def _refuse_unsupported(data: Any, checks: dict[str, str]) -> None:
@@ -86,8 +150,12 @@ def _is_token_ids(value: Any) -> bool:
     return (
         isinstance(value, list)
         and len(value) > 0
-        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+        and all(not isinstance(t, bool) and isinstance(integral(t), int) and t >= 0 for t in value)
     )
+
+
+def _token_ids(value: list[Any]) -> tuple[int, ...]:
+    return tuple(integral(t) for t in value)
 
 
 def _prompts(value: Any) -> Any:
@@ -101,11 +169,11 @@ def _prompts(value: Any) -> Any:
     if not isinstance(value, list) or not value:
         raise ValueError(shape_error)
     if _is_token_ids(value):
-        return [tuple(value)]
+        return [_token_ids(value)]
     if all(isinstance(item, str) for item in value):
         return value
     if all(_is_token_ids(item) for item in value):
-        return [tuple(item) for item in value]
+        return [_token_ids(item) for item in value]
     raise ValueError(shape_error)
 
 
@@ -117,7 +185,27 @@ def _embedding_inputs(value: Any) -> Any:
     raise ValueError("input must be a string or a list of strings (token-id inputs are not supported)")
 
 
-StopSequences = Annotated[tuple[str, ...], BeforeValidator(_stop_sequences)]
+CHAT_UNSUPPORTED = {
+    "tools": "tool calling is not implemented",
+    "functions": "function calling is not implemented",
+    "tool_choice": "tool calling is not implemented",
+    "response_format": "only plain text output is implemented",
+    "logit_bias": "logit bias is not implemented",
+    "audio": "only text is implemented",
+}
+COMPLETION_UNSUPPORTED = {
+    "suffix": "insertion is not implemented",
+    "echo": "echoing the prompt is not implemented",
+    "logit_bias": "logit bias is not implemented",
+}
+_STOP_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "maxItems": MAX_STOP_SEQUENCES, "items": {"type": "string", "minLength": 1}},
+        {"type": "null"},
+    ]
+}
+StopSequences = Annotated[tuple[str, ...], BeforeValidator(_stop_sequences), WithJsonSchema(_STOP_SCHEMA)]
 MessageText = Annotated[str, BeforeValidator(_message_content)]
 _TOKEN_IDS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
 _PROMPTS_SCHEMA = {
@@ -129,12 +217,18 @@ _PROMPTS_SCHEMA = {
     ]
 }
 Prompts = Annotated[list[str | tuple[int, ...]], BeforeValidator(_prompts), WithJsonSchema(_PROMPTS_SCHEMA)]
-EmbeddingInputs = Annotated[list[str], BeforeValidator(_embedding_inputs)]
+_EMBEDDING_INPUTS_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}]
+}
+EmbeddingInputs = Annotated[
+    list[str], BeforeValidator(_embedding_inputs), WithJsonSchema(_EMBEDDING_INPUTS_SCHEMA)
+]
+
 Probability = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = Field(default=False, description="Send a last chunk with token usage.")
 
@@ -142,7 +236,7 @@ class StreamOptions(BaseModel):
 class ChatMessageIn(BaseModel):
     """One conversation turn; ``developer`` is treated as ``system``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: MessageText
@@ -152,7 +246,11 @@ class ChatMessageIn(BaseModel):
 class SamplingFields(BaseModel):
     """Fields shared by chat and text completions (OpenAI's names; extensions are marked)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra=schema_rules(conditions=(_STREAM_OPTIONS_NEED_STREAM,)),
+    )
 
     model: str = Field(min_length=1, max_length=256, description="A served model or adapter name.")
     max_tokens: int | None = Field(default=None, ge=1, description="Most tokens to generate.")
@@ -163,7 +261,10 @@ class SamplingFields(BaseModel):
     stream: bool | None = Field(default=None, description="Answer as server-sent events.")
     stream_options: StreamOptions | None = None
     stop: StopSequences = Field(default=(), description="Up to 4 sequences that end generation.")
-    seed: int | None = Field(default=None, ge=-INT64, lt=INT64, description="Seed for reproducible sampling.")
+    seed: int | None = Field(
+        default=None,
+        description="Seed for reproducible sampling; any integer, taken modulo 2**64 into int64.",
+    )
     presence_penalty: Probability | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: Probability | None = Field(default=None, ge=-2, le=2)
     repetition_penalty: Probability | None = Field(
@@ -176,6 +277,11 @@ class SamplingFields(BaseModel):
     @classmethod
     def _no_url_fields(cls, data: Any) -> Any:
         return _refuse_url_fields(data)
+
+    @field_validator("max_tokens", "top_k", "n", "seed", mode="before")
+    @classmethod
+    def _integral_numbers(cls, value: Any) -> Any:
+        return integral(value)
 
     @model_validator(mode="after")
     def _stream_options_need_stream(self) -> SamplingFields:
@@ -197,10 +303,10 @@ class ChatCompletionRequest(SamplingFields):
 
     model_config = ConfigDict(
         extra="ignore",
-        json_schema_extra={  # what _top_logprobs_need_logprobs enforces
-            "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"minimum": 1}}},
-            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-        },
+        strict=True,
+        json_schema_extra=schema_rules(
+            *CHAT_UNSUPPORTED, conditions=(_STREAM_OPTIONS_NEED_STREAM, _TOP_LOGPROBS_NEED_LOGPROBS)
+        ),
     )
 
     messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation so far.")
@@ -215,18 +321,13 @@ class ChatCompletionRequest(SamplingFields):
     @model_validator(mode="before")
     @classmethod
     def _no_unsupported(cls, data: Any) -> Any:
-        _refuse_unsupported(
-            data,
-            {
-                "tools": "tool calling is not implemented",
-                "functions": "function calling is not implemented",
-                "tool_choice": "tool calling is not implemented",
-                "response_format": "only plain text output is implemented",
-                "logit_bias": "logit bias is not implemented",
-                "audio": "only text is implemented",
-            },
-        )
+        _refuse_unsupported(data, CHAT_UNSUPPORTED)
         return data
+
+    @field_validator("max_completion_tokens", "top_logprobs", mode="before")
+    @classmethod
+    def _integral_chat_numbers(cls, value: Any) -> Any:
+        return integral(value)
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
@@ -242,6 +343,12 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: one or more prompts, each a string or a list of token ids."""
 
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra=schema_rules(*COMPLETION_UNSUPPORTED, conditions=(_STREAM_OPTIONS_NEED_STREAM,)),
+    )
+
     prompt: Prompts = Field(description="A string, a list of token ids, or a list of either.")
     logprobs: int | None = Field(
         default=None, ge=0, le=MAX_TOP_LOGPROBS, description="Return this many alternatives per token."
@@ -251,15 +358,13 @@ class CompletionRequest(SamplingFields):
     @model_validator(mode="before")
     @classmethod
     def _no_unsupported(cls, data: Any) -> Any:
-        _refuse_unsupported(
-            data,
-            {
-                "suffix": "insertion is not implemented",
-                "echo": "echoing the prompt is not implemented",
-                "logit_bias": "logit bias is not implemented",
-            },
-        )
+        _refuse_unsupported(data, COMPLETION_UNSUPPORTED)
         return data
+
+    @field_validator("logprobs", "best_of", mode="before")
+    @classmethod
+    def _integral_completion_numbers(cls, value: Any) -> Any:
+        return integral(value)
 
     @model_validator(mode="after")
     def _best_of_is_n(self) -> CompletionRequest:
@@ -271,7 +376,7 @@ class CompletionRequest(SamplingFields):
 class EmbeddingRequest(BaseModel):
     """``POST /v1/embeddings`` over text inputs."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=schema_rules())
 
     model: str = Field(min_length=1, max_length=256)
     input: EmbeddingInputs = Field(description="A text or a list of texts.")

@@ -143,19 +143,6 @@ class EmbeddingList(BaseModel):
     usage: EmbeddingUsage
 
 
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    """OpenAI's error shape; every 4xx and 5xx of a replica has it."""
-
-    error: ErrorDetail
-
-
 class ProbeStatus(BaseModel):
     status: Literal["ok", "ready", "unavailable"]
     detail: str = ""
