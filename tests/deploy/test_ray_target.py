@@ -64,7 +64,7 @@ class Cluster:
 class Timeline:
     """Serve's replica counts of the application, sampled every 0.5 s by a thread."""
 
-    start: float = field(default_factory=time.monotonic)
+    start: float
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (s, running, all)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -98,7 +98,7 @@ class Load:
 
     url: str
     key: str
-    clients: int = 8
+    clients: int = 6
     statuses: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -153,12 +153,11 @@ def _spec(proxy_port: int, **changes: Any) -> dict[str, Any]:
                 # short delays and look-back: scaling within seconds of the load changing
                 "autoscaling": {
                     "target_ongoing_requests": 1,
-                    "max_ongoing_requests": 8,
                     "upscale_delay_s": 1,
                     "downscale_delay_s": 3,
                     "metrics_interval_s": 0.5,
                     "look_back_period_s": 2,
-                },  # fmt: skip
+                },
             }
         },
         **changes,
@@ -190,9 +189,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     keys = KeyStore.from_home(home)
     deployer = keys.create(KeySpec(name="deployer", role=Role.DEPLOYER)).key
     consumer = keys.create(KeySpec(name="client", role=Role.CONSUMER)).key
-    config = GatewayConfig.model_validate(
-        {"allow_loopback_upstreams": True, "admin_sync_s": SYNC_S, "health": {"interval_s": 0.5}}
-    )
+    # health checks at the default interval (5 s, a 2 s probe): the upstream is Serve's proxy, one URL
+    # for all its replicas, and one probe slowed down by a saturated 2-core machine ejects it whole
+    config = GatewayConfig.model_validate({"allow_loopback_upstreams": True, "admin_sync_s": SYNC_S})
     # the replicas (Ray workers) inherit the environment of the cluster's start: one torch thread each
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
@@ -239,7 +238,7 @@ def test_serve_scales_out_under_load_and_back(cluster: Cluster) -> None:
     with pytest.raises(openai.AuthenticationError):  # keys stay in the gateway
         openai.OpenAI(base_url=f"{cluster.gateway}/v1", api_key="sk-llmops-wrong").models.list()
 
-    timeline = Timeline()
+    timeline = Timeline(began)
     watcher = threading.Thread(target=timeline.run, daemon=True)
     watcher.start()
     load = Load(cluster.gateway, cluster.consumer)
@@ -276,6 +275,26 @@ def test_serve_scales_out_under_load_and_back(cluster: Cluster) -> None:
     assert [r["state"] for r in reported["replicas"]] == ["ready"]
     assert reported["replicas"][0]["url"].endswith("/support-bot/stable/support-bot-1")
 
+    # `scale` pins the count (a lightweight change on Serve), with clients still answered meanwhile
+    light = Load(cluster.gateway, cluster.consumer, clients=2)
+    loader = threading.Thread(target=light.run, daemon=True)
+    loader.start()
+    try:
+        scaled = _llmops(env, "deploy", "scale", "support-bot", "2", "--target", "ray")
+        assert scaled.returncode == 0, scaled.stderr + scaled.stdout
+        status = _llmops(env, "deploy", "status", "support-bot", "--target", "ray", "--json")
+        (reported,) = yaml.safe_load(status.stdout)
+        assert [(r["state"], r["detail"]) for r in reported["replicas"]] == [
+            ("ready", "serve RUNNING (pinned)")
+        ] * 2
+    finally:
+        light.stop.set()
+        loader.join(timeout=90)
+    assert light.statuses and light.errors == [], light.errors[:3]
+    print(
+        f"scale to 2 pinned done at {time.monotonic() - began:.1f}s; {len(light.statuses)} requests, all 200"
+    )
+
     deleted = _llmops(env, "deploy", "delete", "support-bot", "--target", "ray")
     assert deleted.returncode == 0, deleted.stderr
     assert APP not in serve.status().applications
@@ -309,3 +328,10 @@ def test_without_ray_the_target_names_the_extra(
     assert result.code == 2
     assert "pip install 'llmops[ray]'" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["apply", "status", "scale", "delete", "render"])
+def test_help_names_the_ray_target(cli: CliRunner, command: str) -> None:
+    result = cli("deploy", command, "--help")
+    assert result.code == 0
+    assert "--target" in result.out and "ray" in result.out

@@ -107,7 +107,10 @@ class RayAutoscaling(_Strict):
         2.0, gt=0, description="Requests in flight per replica Serve aims for (scale out above it)."
     )
     max_ongoing_requests: int = Field(
-        8, ge=1, description="Most requests one replica holds at once; more wait in Serve's proxy."
+        32,
+        ge=1,
+        description="Most requests one replica holds at once; more wait in Serve's router. The "
+        "gateway's health probes queue there too: keep it above the requests the gateway sends at once.",
     )
     upscale_delay_s: float = Field(30.0, ge=0, description="Load must stay high this long to add replicas.")
     downscale_delay_s: float = Field(

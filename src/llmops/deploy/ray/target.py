@@ -24,7 +24,7 @@ from llmops.deploy.ray.cluster import check_placeable, connect, import_ray
 from llmops.deploy.ray.state import RAY_DEPLOYMENT, RayDeployments, TrackApp, apps_of, spec_of
 from llmops.deploy.spec import DeploymentSpec
 from llmops.deploy.target import STABLE, TRACKS, DeploymentStatus, ReplicaState, ReplicaStatus
-from llmops.errors import InvalidInput, LLMOpsError, UpstreamError
+from llmops.errors import InvalidInput, LLMOpsError, NotFound, UpstreamError
 from llmops.registry.client import Registry
 from llmops.store.home import Home
 
@@ -179,7 +179,7 @@ class RayTarget:
                 for app in gone.values():
                     serve.delete(app.app)
             if self.gateway is not None:
-                with contextlib.suppress(LLMOpsError):  # already gone from the gateway counts as deleted
+                with contextlib.suppress(NotFound):  # already gone from the gateway counts as deleted
                     if track is None:
                         self.gateway.delete_deployment(name, reason="deploy delete")
                     else:
