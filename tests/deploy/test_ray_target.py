@@ -14,6 +14,7 @@ Ray needs a real cluster for what is not checked here: several nodes, GPUs, Ray 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import socket
@@ -30,10 +31,13 @@ import httpx
 import openai
 import pytest
 import yaml
+from pydantic import SecretStr
 from tests.conftest import CliRunner
 from tests.factories import make_tiny_model
 from tests.servers import serving
 
+from llmops.deploy.ray.target import RayTarget
+from llmops.deploy.spec import parse_spec
 from llmops.gateway.app import build_app
 from llmops.gateway.config import GatewayConfig
 from llmops.gateway.service import build_gateway
@@ -275,25 +279,49 @@ def test_serve_scales_out_under_load_and_back(cluster: Cluster) -> None:
     assert [r["state"] for r in reported["replicas"]] == ["ready"]
     assert reported["replicas"][0]["url"].endswith("/support-bot/stable/support-bot-1")
 
-    # `scale` pins the count (a lightweight change on Serve), with clients still answered meanwhile
+    # `scale` pins the count; Serve replaces the replica (a new one ready before the old one stops)
+    # while clients keep being answered
     light = Load(cluster.gateway, cluster.consumer, clients=2)
     loader = threading.Thread(target=light.run, daemon=True)
     loader.start()
     try:
-        scaled = _llmops(env, "deploy", "scale", "support-bot", "2", "--target", "ray")
+        scaled = _llmops(env, "deploy", "scale", "support-bot", "1", "--target", "ray")
         assert scaled.returncode == 0, scaled.stderr + scaled.stdout
         status = _llmops(env, "deploy", "status", "support-bot", "--target", "ray", "--json")
         (reported,) = yaml.safe_load(status.stdout)
-        assert [(r["state"], r["detail"]) for r in reported["replicas"]] == [
-            ("ready", "serve RUNNING (pinned)")
-        ] * 2
+        # the replaced replica may still be stopping (draining); one replica is ready, pinned
+        assert [r["state"] for r in reported["replicas"]].count("ready") == 1
+        assert all(r["detail"].endswith("(pinned)") for r in reported["replicas"])
     finally:
         light.stop.set()
         loader.join(timeout=90)
     assert light.statuses and light.errors == [], light.errors[:3]
     print(
-        f"scale to 2 pinned done at {time.monotonic() - began:.1f}s; {len(light.statuses)} requests, all 200"
+        f"scale to 1 pinned done at {time.monotonic() - began:.1f}s; {len(light.statuses)} requests, all 200"
     )
+
+    # a canary track (what a rollout starts, through the same target) is an application of its own,
+    # an arm at weight 0 in the gateway until the rollout moves traffic
+    home = open_home(Settings(home=cluster.root / "home"))
+    home = dataclasses.replace(
+        home,
+        settings=home.settings.model_copy(
+            update={"gateway_url": cluster.gateway, "gateway_key": SecretStr(cluster.deployer)}
+        ),
+    )
+    target = RayTarget.from_home(home)
+    canary = target.apply(parse_spec(_spec(cluster.proxy_port)), track="canary", model="support-bot@1")
+    assert sorted((r.track, r.state.value) for r in canary.replicas) == [
+        ("canary", "ready"),
+        ("stable", "ready"),
+    ]
+    admin = {"Authorization": f"Bearer {cluster.deployer}"}
+    (deployment,) = [d for d in httpx.get(f"{cluster.gateway}/api/deployments", headers=admin).json()
+                     if d["name"] == "support-bot"]  # fmt: skip
+    assert {a["name"]: a["weight"] for a in deployment["arms"]}["canary"] == 0
+    target.delete("support-bot", track="canary")
+    assert "support-bot-canary-support-bot-1" not in serve.status().applications
+    print(f"canary track applied and deleted by {time.monotonic() - began:.1f}s")
 
     deleted = _llmops(env, "deploy", "delete", "support-bot", "--target", "ray")
     assert deleted.returncode == 0, deleted.stderr

@@ -104,6 +104,9 @@ def build_application(
         health_check_period_s=spec.liveness.interval_s,
         health_check_timeout_s=spec.liveness.timeout_s * spec.liveness.failure_threshold,
         graceful_shutdown_timeout_s=spec.drain.grace_s,
+        # every imperative deploy is a new code version to Serve, so `scale` and a re-apply replace
+        # the replicas: new ones start and become ready before the old ones stop
+        max_surge_percent=100,
         ray_actor_options={
             "num_cpus": spec.resources.threads,
             "num_gpus": spec.resources.gpus,

@@ -6,8 +6,9 @@ readiness path answers through Serve's HTTP proxy, then registers the version's 
 upstream in the gateway (keys, limits, logging and rollouts stay there; Serve balances over its
 replicas). A version replaced on a track is deregistered, given ``drain.deregister_wait_s``, then
 deleted (Serve lets its in-flight requests finish within ``drain.grace_s``). ``scale`` pins the
-replica count (autoscaling returns with the next ``apply``); ``drain`` deregisters; ``delete``
-deregisters and deletes the applications. What was deployed lives in the store (``state.py``).
+replica count (autoscaling returns with the next ``apply``) by deploying again, which Serve treats as
+new code: the replicas are replaced, new ones ready before old ones stop. ``drain`` deregisters;
+``delete`` deregisters and deletes the applications. What was deployed lives in the store (``state.py``).
 """
 
 from __future__ import annotations
