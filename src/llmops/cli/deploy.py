@@ -4,14 +4,18 @@
 and waits until the replicas are ready and registered with the gateway, or prints what failed.
 `supervise NAME` is the supervisor itself, in the foreground. `render FILE --target kubernetes -o DIR`
 writes the deployment's Kubernetes manifests (a kustomize tree) without touching a cluster.
+`--target ray` runs `apply`, `status`, `scale` and `delete` on Ray Serve instead (the `ray` extra).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic import SecretStr
 from rich.table import Table
 
 from llmops.cli.context import console, home_of, print_json, settings_of
@@ -19,8 +23,8 @@ from llmops.deploy.gateway_client import GatewayAdmin
 from llmops.deploy.local import LocalTarget
 from llmops.deploy.spec import load_spec
 from llmops.deploy.supervisor import Supervisor
-from llmops.deploy.target import AutoscaleStatus, DeploymentStatus
-from llmops.deploy.targets import open_target
+from llmops.deploy.target import AutoscaleStatus, DeploymentStatus, DeployTarget
+from llmops.deploy.targets import TARGETS, open_target
 from llmops.errors import InvalidInput
 from llmops.registry.client import Registry
 
@@ -32,12 +36,30 @@ GATEWAY = typer.Option(None, "--gateway", help="Admin base URL of the gateway (d
 KEY = typer.Option(
     None, "--gateway-key", help="Deployer API key of the gateway (default LLMOPS_GATEWAY_KEY)."
 )
+TARGET = typer.Option(
+    "local", "--target", help="Where replicas run: local (supervised processes) or ray (Ray Serve)."
+)
 
 
 def _target(ctx: typer.Context, gateway: str | None, key: str | None) -> LocalTarget:
     settings = settings_of(ctx)
     secret = settings.gateway_key.get_secret_value() if settings.gateway_key else None
     return LocalTarget(home_of(ctx), gateway_url=gateway or settings.gateway_url, gateway_key=key or secret)
+
+
+def _cluster_target(ctx: typer.Context, name: str, gateway: str | None, key: str | None) -> DeployTarget:
+    """A target other than local, opened with the gateway address and key given on the command line."""
+    if name not in TARGETS or name == "local":
+        return open_target(name, home_of(ctx))  # the error lists the targets
+    home = home_of(ctx)
+    update: dict[str, Any] = {}
+    if gateway:
+        update["gateway_url"] = gateway
+    if key:
+        update["gateway_key"] = SecretStr(key)
+    if update:
+        home = dataclasses.replace(home, settings=home.settings.model_copy(update=update))
+    return open_target(name, home)
 
 
 def _print(status: DeploymentStatus) -> None:
@@ -84,9 +106,17 @@ def apply(
     gateway: str | None = GATEWAY,
     gateway_key: str | None = KEY,
     foreground: bool = typer.Option(False, "--foreground", help="Supervise in this process (Ctrl-C stops)."),
+    target_name: str = TARGET,
 ) -> None:
     """Make the deployment in SPEC_FILE true: replicas started, ready and registered."""
     spec = load_spec(spec_file)
+    if target_name != "local":
+        if foreground:
+            raise InvalidInput(
+                "--foreground supervises local replicas; drop it with --target", param="foreground"
+            )
+        _print(_cluster_target(ctx, target_name, gateway or spec.gateway.url, gateway_key).apply(spec))
+        return
     target = _target(ctx, gateway or spec.gateway.url, gateway_key)
     client = _gateway(target)
     if client is not None:
@@ -111,7 +141,7 @@ def apply(
 def render(
     ctx: typer.Context,
     spec_file: Path = typer.Argument(..., help="deployment.yaml"),
-    target: str = typer.Option("local", "--target", help="local or kubernetes."),
+    target: str = typer.Option("local", "--target", help="local, kubernetes or ray."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder of the kustomize tree (kubernetes)."),
     version: list[str] = typer.Option(
         [], "--version", help="Model version to render (NAME@N), or TRACK=NAME@N; default: resolve `model`."
@@ -139,10 +169,15 @@ def status(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Deployment (default: all running)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    target_name: str = TARGET,
 ) -> None:
     """State, version, pid, port, uptime, restarts and live /metrics numbers of every replica, and
     the autoscaler's last decision."""
-    target = _target(ctx, None, None)
+    target: Any = (
+        _target(ctx, None, None) if target_name == "local" else _cluster_target(ctx, target_name, None, None)
+    )
+    if name is None and not hasattr(target, "names"):
+        raise InvalidInput(f"--target {target_name} needs the deployment NAME", param="name")
     names = [name] if name else target.names()
     statuses = [target.status(n, live_metrics=True) for n in names]
     if as_json:
@@ -162,9 +197,14 @@ def scale(
     track: str = typer.Option("stable", "--track"),
     gateway: str | None = GATEWAY,
     gateway_key: str | None = KEY,
+    target_name: str = TARGET,
 ) -> None:
-    """Run REPLICAS replicas of NAME (within the spec's replicas.min..max)."""
-    _print(_target(ctx, gateway, gateway_key).scale(name, replicas, track=track))
+    """Run REPLICAS replicas of NAME (within the spec's replicas.min..max; on ray this pins the count
+    until the next apply turns Serve's autoscaling back on)."""
+    target = _target(ctx, gateway, gateway_key) if target_name == "local" else None
+    _print(
+        (target or _cluster_target(ctx, target_name, gateway, gateway_key)).scale(name, replicas, track=track)
+    )
 
 
 @app.command()
@@ -182,9 +222,13 @@ def delete(
     track: str | None = typer.Option(None, "--track", help="Only this track (e.g. canary)."),
     gateway: str | None = GATEWAY,
     gateway_key: str | None = KEY,
+    target_name: str = TARGET,
 ) -> None:
     """Drain and stop NAME's replicas and remove it from the gateway."""
-    _target(ctx, gateway, gateway_key).delete(name, track=track)
+    if target_name == "local":
+        _target(ctx, gateway, gateway_key).delete(name, track=track)
+    else:
+        _cluster_target(ctx, target_name, gateway, gateway_key).delete(name, track=track)
     console.print(f"deleted {name}" + (f" track {track}" if track else ""))
 
 

@@ -4,7 +4,7 @@ replicas. Every failure names the address tried; an unreachable gateway is an ``
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,6 +18,9 @@ from llmops.errors import (
     UpstreamError,
 )
 from llmops.gateway.config import DeploymentConfig
+
+if TYPE_CHECKING:
+    from llmops.deploy.spec import DeploymentSpec
 
 _BY_STATUS: dict[int, type[LLMOpsError]] = {
     400: InvalidInput,
@@ -97,3 +100,19 @@ class GatewayAdmin:
         """Deregister; a replica (or arm) the gateway no longer has counts as removed."""
         with contextlib.suppress(NotFound):
             self._call("DELETE", f"/api/deployments/{name}/arms/{arm}/replicas", params={"replica": replica})
+
+
+def ensure_arm(gateway: GatewayAdmin, spec: DeploymentSpec, track: str, model: str) -> None:
+    """Make the gateway front ``spec``'s deployment with an arm for ``track`` serving ``model``: the
+    stable track (re)defines the deployment; another track is added at weight 0 (its weight kept when
+    the arm exists), which needs the stable track applied first."""
+    if track == "stable":
+        gateway.put_deployment(spec.gateway_deployment(), reason=f"deploy apply {spec.name}")
+        return
+    existing = [d for d in gateway.deployments() if d["name"] == spec.name]
+    if not existing:
+        raise Conflict(f"deployment {spec.name!r} has no stable track yet; apply it first")
+    arms = {a["name"] for a in existing[0]["arms"]}
+    gateway.put_arm(
+        spec.name, track, model, upstream_model=spec.served_model, weight=None if track in arms else 0
+    )

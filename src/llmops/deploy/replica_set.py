@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops.deploy.gates import require_gate
+from llmops.deploy.gateway_client import ensure_arm
 from llmops.deploy.processes import (
     ReplicaRecord,
     is_running,
@@ -25,7 +26,7 @@ from llmops.deploy.processes import (
     stop,
 )
 from llmops.deploy.spec import DeploymentSpec, OpenAIBackend, VLLMBackend
-from llmops.errors import Conflict, InvalidInput, LLMOpsError
+from llmops.errors import InvalidInput, LLMOpsError
 from llmops.registry.client import Registry
 
 if TYPE_CHECKING:
@@ -96,18 +97,8 @@ class ReplicaSet:
 
     def _ensure_gateway_arm(self, spec: DeploymentSpec, track: str, model: str) -> None:
         gateway = self.supervisor.gateway
-        if gateway is None:
-            return
-        if track == "stable":
-            gateway.put_deployment(spec.gateway_deployment(), reason=f"deploy apply {spec.name}")
-        else:
-            existing = [d for d in gateway.deployments() if d["name"] == spec.name]
-            arms = {a["name"] for a in existing[0]["arms"]} if existing else set()
-            if not existing:
-                raise Conflict(f"deployment {spec.name!r} has no stable track yet; apply it first")
-            gateway.put_arm(
-                spec.name, track, model, upstream_model=spec.served_model, weight=None if track in arms else 0
-            )
+        if gateway is not None:
+            ensure_arm(gateway, spec, track, model)
 
     # -- starting and stopping --------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The ``targets:`` section of ``deployment.yaml``: what only a cluster target needs (an image, a
 namespace, the names of Secrets) beside the rest of the one deployment spec.
 
-The local target ignores this section. A cluster target refuses a spec whose section it needs is
-missing, naming the field (``targets.kubernetes.image``) and the fix. Only *names* of Secrets appear
-here, never a secret value: manifests reference them (``secretKeyRef``).
+The local target ignores this section; the Ray target's defaults suit a cluster on this machine.
+A cluster target refuses a spec whose section it needs is missing, naming the field
+(``targets.kubernetes.image``) and the fix. Only *names* of Secrets appear here, never a secret
+value: manifests reference them (``secretKeyRef``).
 """
 
 from __future__ import annotations
@@ -99,9 +100,66 @@ class KubernetesSettings(_Strict):
         return policy
 
 
+class RayAutoscaling(_Strict):
+    """Ray Serve's autoscaling of a version's replicas between replicas.min and replicas.max."""
+
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Requests in flight per replica Serve aims for (scale out above it)."
+    )
+    max_ongoing_requests: int = Field(
+        32,
+        ge=1,
+        description="Most requests one replica holds at once; more wait in Serve's router. The "
+        "gateway's health probes queue there too: keep it above the requests the gateway sends at once.",
+    )
+    upscale_delay_s: float = Field(30.0, ge=0, description="Load must stay high this long to add replicas.")
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="Load must stay low this long to remove replicas."
+    )
+    metrics_interval_s: float = Field(10.0, gt=0, description="How often replicas report their load.")
+    look_back_period_s: float = Field(30.0, gt=0, description="Window over which load is averaged.")
+
+
+class RaySettings(_Strict):
+    """How a deployment runs on Ray Serve (``llmops deploy apply --target ray``)."""
+
+    address: str = Field(
+        "auto",
+        description="Ray cluster: auto (the one started on this machine with `ray start --head`, or "
+        "RAY_ADDRESS), ray://HOST:10001 (Ray Client) or HOST:PORT (its GCS).",
+    )
+    http_host: str = Field("127.0.0.1", description="Interface Serve's HTTP proxy listens on.")
+    http_port: int = Field(8000, ge=1, le=65535, description="Port of Serve's HTTP proxy.")
+    proxy_url: str | None = Field(
+        None,
+        description="Base URL the gateway calls to reach Serve's proxy; default http://http_host:http_port.",
+    )
+    store_env: bool = Field(
+        True,
+        description="Give replicas this machine's LLMOPS_HOME and database URL (a cluster on this "
+        "machine); false where the worker nodes' own environment names the store.",
+    )
+    autoscaling: RayAutoscaling = Field(default_factory=RayAutoscaling)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        if address != "auto" and not address.startswith("ray://") and ":" not in address:
+            raise ValueError("use auto, ray://HOST:PORT or HOST:PORT")
+        return address
+
+    def served_url(self) -> str:
+        """Where the gateway reaches Serve's HTTP proxy."""
+        return (self.proxy_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+
 class TargetSettings(_Strict):
     """Settings of the cluster targets; each section only matters to its target."""
 
     kubernetes: KubernetesSettings | None = Field(
         None, description="The Kubernetes target (image, namespace, Secret and volume names)."
+    )
+    ray: RaySettings = Field(
+        default_factory=RaySettings,
+        description="The Ray Serve target (cluster address, Serve's HTTP proxy, autoscaling).",
     )

@@ -18,7 +18,10 @@ from llmops.store.home import Home
 TARGETS: dict[str, str] = {
     "local": "llmops.deploy.local:LocalTarget.from_home",
     "kubernetes": "llmops.deploy.kubernetes.target:KubernetesTarget.from_home",
+    "ray": "llmops.deploy.ray.target:RayTarget.from_home",
 }
+# name -> the extra that installs what the target imports
+EXTRAS: dict[str, str] = {"kubernetes": "kubernetes", "ray": "ray"}
 
 
 def open_target(name: str, home: Home) -> DeployTarget:
@@ -31,8 +34,9 @@ def open_target(name: str, home: Home) -> DeployTarget:
     try:
         found: Any = importlib.import_module(module_name)
     except ImportError as exc:
+        extra = f"; pip install 'llmops[{EXTRAS[name]}]'" if name in EXTRAS else ""
         raise InvalidInput(
-            f"deploy target {name!r} is not available in this installation ({exc})", param="target"
+            f"deploy target {name!r} is not available in this installation ({exc}){extra}", param="target"
         ) from None
     for part in attribute.split("."):
         found = getattr(found, part)
