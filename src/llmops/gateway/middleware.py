@@ -5,8 +5,9 @@ client cannot choose it (a reused id would collide with another request's row).
 Headers larger than ``max_header_bytes`` get 431; a body larger than ``max_body_bytes`` gets 413,
 from its Content-Length before it is read, or while it streams in. An exception that escapes the
 app before the response started becomes an OpenAI-style 500 body without a trace or a path.
-Every response also carries headers that keep a browser from rendering or framing it: the gateway
-serves JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
+Every response also carries headers that keep a browser from rendering or framing it, unless a
+mounted app (the dashboard, with its own sessions and CSRF tokens) set its own: the API serves
+JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
 neither read its answers nor ride a session (there is none to ride: no CSRF surface).
 """
 
@@ -71,7 +72,7 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *_missing(headers)]
             await send(message)
 
         try:
@@ -118,6 +119,13 @@ class GatewayMiddleware:
             return message
 
         return limited
+
+
+def _missing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The security headers a response lacks: an app mounted beside the API (the dashboard) sets
+    its own policy, which must not be narrowed by the API's ``default-src 'none'``."""
+    present = {name.lower() for name, _ in headers}
+    return [(name, value) for name, value in SECURITY_HEADERS if name not in present]
 
 
 async def _send_error(send: Send, error: LLMOpsError, request_id: str) -> None:

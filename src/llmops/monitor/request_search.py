@@ -70,6 +70,7 @@ class RequestFilter(BaseModel):
         description="Case-insensitive text in the prompt or the completion (encrypted payloads never match).",
     )
     limit: int | None = Field(default=100, ge=1, description="At most this many rows (None: all).")
+    offset: int = Field(default=0, ge=0, description="Skip this many matching rows first (paging).")
 
     @model_validator(mode="after")
     def _ordered(self) -> RequestFilter:
@@ -98,6 +99,8 @@ class RequestFilter(BaseModel):
                 GatewayRequest.prompt.icontains(self.text, autoescape=True)
                 | GatewayRequest.completion.icontains(self.text, autoescape=True)
             )
+        if self.offset:
+            query = query.offset(self.offset)
         return query if self.limit is None else query.limit(self.limit)
 
 
