@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from tests.deploy.rollout_fakes import Clock, FakeTarget, registered_versions, spec, traffic, two_models
@@ -112,7 +111,7 @@ def _request(home: Home, key_id: str, prompt: str, *, deployment: str = "bot", v
     with home.store.transaction() as session:
         session.add(
             GatewayRequest(
-                id=request_id, ts=utcnow() - timedelta(minutes=5), key_id=key_id, user="u-1", endpoint="chat",
+                id=request_id, ts=utcnow(), key_id=key_id, user="u-1", endpoint="chat",
                 deployment=deployment, model_version=version, arm="stable", stream=True, prompt=prompt,
                 completion=f"reply {IMG}", prompt_tokens=5, completion_tokens=7, ttft_ms=40.0, latency_ms=120.0,
                 status=200, cost_usd=0.0125, cache_hit=False,
