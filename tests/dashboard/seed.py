@@ -10,6 +10,7 @@ shown as text, never as markup, are in ``XSS``.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from llmops.store.lifecycle import Lifecycle
 from llmops.store.schema import GatewayRequest, RequestFeedback, utcnow
 from llmops.tracking.client import Tracker
 
+HISTORY_HOURS, HISTORY_PER_HOUR = 23, 10  # 230 requests over the day before the rollout
 SCRIPT = "<script>window.__xss = 1</script>"
 IMG = '"><img src=x onerror="window.__xss = 2">'
 XSS = (SCRIPT, IMG)
@@ -138,6 +140,14 @@ def _rollout(home: Home) -> str:
     return run.id
 
 
+def _history(home: Home) -> None:
+    """A day of stable traffic before the rollout, one batch an hour, some of it failing."""
+    now = utcnow()
+    for hour in range(1, HISTORY_HOURS + 1):
+        at = now - timedelta(hours=hour, minutes=7)
+        traffic(home, "bot@1", HISTORY_PER_HOUR, at, arm="stable", errors=hour % 3, latency_ms=90.0 + 4 * (hour % 6))
+
+
 def _lifecycles(home: Home) -> None:
     pipelines = Lifecycle(home.store, PIPELINE_MACHINE)
     run = pipelines.create("train-and-gate", actor="seed", holder="seed", data={"stages": ["train", "eval"]})
@@ -155,6 +165,7 @@ def seed_store(home: Home, tmp: Path) -> Seeded:
     registered_versions(home, two_models(tmp))
     seeded.eval_run_ids = _evaluations(home, tmp)
     seeded.rollout_id = _rollout(home)
+    _history(home)
     seeded.xss_request_id = _request(home, ids["consumer"], f"hello {SCRIPT} {IMG}", deployment=f"bot{IMG}", version=f"bot@1{SCRIPT}")
     seeded.other_request_id = _request(home, ids["other"], "the other tenant's secret prompt")
     _lifecycles(home)

@@ -62,10 +62,12 @@ def _axes(parts: list[str], low: float, high: float, x_labels: Sequence[str], y:
         )
     if x_labels:
         step = max(1, len(x_labels) // 6)
+        last = len(x_labels) - 1
         for i in range(0, len(x_labels), step):
-            tx = LEFT + plot_w * (i / max(1, len(x_labels) - 1))
+            tx = LEFT + plot_w * (i / max(1, last))
+            anchor = "start" if i == 0 else ("end" if i == last else "middle")  # the ends stay inside
             parts.append(
-                f'<text x="{tx:.1f}" y="{HEIGHT - 12}" text-anchor="middle" font-size="11" fill="#5b6673">'
+                f'<text x="{tx:.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}" font-size="11" fill="#5b6673">'
                 f"{escape(x_labels[i])}</text>"
             )
 
@@ -98,9 +100,9 @@ def line_chart(label: str, x_labels: Sequence[str], series: Sequence[Series]) ->
                 parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour}"/>')
             elif run:
                 parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
-        parts.append(
-            f'<text x="{LEFT + 8 + 150 * index}" y="{TOP + 10}" font-size="11" fill="{colour}">'
-            f"■ {escape(item.name)}</text>"
+        parts.append(  # the legend: one line per series, top right
+            f'<text x="{WIDTH - RIGHT - 4}" y="{TOP + 10 + 13 * index}" text-anchor="end" font-size="11" '
+            f'fill="{colour}">{escape(item.name[:48])} ■</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

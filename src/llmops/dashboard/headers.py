@@ -29,9 +29,11 @@ DASHBOARD_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
-    (b"cache-control", b"no-store"),
 )
-_NAMES = {name for name, _ in DASHBOARD_HEADERS}
+# pages hold data a shared cache must not keep; the static files (versioned names) may be cached
+PAGE_CACHE = (b"cache-control", b"no-store")
+STATIC_CACHE = (b"cache-control", b"public, max-age=86400")
+_NAMES = {name for name, _ in DASHBOARD_HEADERS} | {b"cache-control"}
 
 
 class SecurityHeaders:
@@ -45,10 +47,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        cache = STATIC_CACHE if "/static/" in scope.get("path", "") else PAGE_CACHE
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
-                message["headers"] = [*kept, *DASHBOARD_HEADERS]
+                message["headers"] = [*kept, *DASHBOARD_HEADERS, cache]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -86,9 +86,11 @@ def _from_row(row: GatewayDeployment) -> DeploymentView:
 def list_deployments(
     store: Store, live: Callable[[], list[dict[str, Any]]] | None = None
 ) -> list[DeploymentView]:
-    """The live deployments when a gateway serves the dashboard, else the store's (deleted ones left out)."""
-    if live is not None:
-        return [_from_live(view) for view in live()]
+    """The gateway's live deployments (when it serves the dashboard), then the store's others
+    (a split or replicas a rollout or supervisor wrote; deleted ones left out)."""
+    found = [_from_live(view) for view in live()] if live is not None else []
+    seen = {d.name for d in found}
     with store.read() as session:
         rows = session.execute(select(GatewayDeployment).order_by(GatewayDeployment.name)).scalars()
-        return [_from_row(row) for row in rows if not (row.spec or {}).get("deleted")]
+        found += [_from_row(row) for row in rows if row.name not in seen and not (row.spec or {}).get("deleted")]
+    return found
