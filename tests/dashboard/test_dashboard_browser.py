@@ -6,7 +6,6 @@ request anywhere. Screenshots of each page go to ``tests/artifacts/ui/``."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,14 +213,3 @@ def test_every_page_as_a_consumer_shows_only_its_own_and_refuses_the_rest(consum
     consumer.allowed = set()
     consumer.check()
 
-
-def test_two_screenshots_for_the_readme() -> None:
-    """Copies the overview and the rollout timeline into docs/images (run after the page tests)."""
-    images = Path(__file__).resolve().parents[2] / "docs" / "images"
-    for name in ("overview", "rollout"):
-        shot = ARTIFACTS / f"{name}.png"
-        if not shot.exists():
-            pytest.skip("the page tests did not run first")
-        images.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, images / f"dashboard-{name}.png")
-        assert (images / f"dashboard-{name}.png").stat().st_size > 10_000
