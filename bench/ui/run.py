@@ -29,20 +29,22 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from tests.dashboard.seed import Seeded, seed_store  # noqa: E402
+
 from llmops.dashboard import create_dashboard  # noqa: E402
 from llmops.settings import Settings  # noqa: E402
 from llmops.store.home import Home, open_home  # noqa: E402
 from llmops.store.schema import GatewayRequest, utcnow  # noqa: E402
-from tests.dashboard.seed import Seeded, seed_store  # noqa: E402
 
 TARGET_MS = 300.0
+WORDS = ("refund", "order", "delivery", "account", "password", "invoice", "shipping", "return", "late")
 VERSIONS = ("bot@1", "bot@2", "bot@3", "helper@1")
 
 
 def add_requests(home: Home, count: int, key_ids: list[str], seed: int = 0) -> None:
     """``count`` request-log rows spread over the last 24 hours, inserted in batches."""
     rng, now = random.Random(seed), utcnow()
-    words = "refund order delivery account password invoice shipping return broken late".split()
+    words = WORDS
     batch: list[dict[str, object]] = []
     for i in range(count):
         version = VERSIONS[i % len(VERSIONS)]
@@ -111,7 +113,9 @@ def time_page(client: TestClient, path: str, loads: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000, help="Request-log rows to add.")
     parser.add_argument("--loads", type=int, default=20, help="Loads of each page.")
     args = parser.parse_args()

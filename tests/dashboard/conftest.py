@@ -29,7 +29,9 @@ def login_client(client: TestClient, key: str) -> TestClient:
     client.cookies.clear()  # a browser of its own: no session of an earlier login
     client.get("/ui/login")
     token = client.cookies.get("llmops_login")
-    response = client.post("/ui/login", data={"key": key, "csrf": token, "next": "/ui/"}, follow_redirects=False)
+    response = client.post(
+        "/ui/login", data={"key": key, "csrf": token, "next": "/ui/"}, follow_redirects=False
+    )
     assert response.status_code == 303, response.text
     return client
 
@@ -37,7 +39,9 @@ def login_client(client: TestClient, key: str) -> TestClient:
 @pytest.fixture
 def gateway_client(seeded: Seeded) -> Iterator[TestClient]:
     """The gateway (no deployments in its file) with the dashboard mounted, over the seeded store."""
-    app = create_app(GatewayConfig.model_validate({"deployments": []}), seeded.home, active_health_checks=False)
+    app = create_app(
+        GatewayConfig.model_validate({"deployments": []}), seeded.home, active_health_checks=False
+    )
     mount_dashboard(app)
     with TestClient(app) as client:
         yield client

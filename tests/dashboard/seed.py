@@ -10,9 +10,9 @@ shown as text, never as markup, are in ``XSS``.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tests.deploy.rollout_fakes import Clock, FakeTarget, registered_versions, spec, traffic, two_models
@@ -89,7 +89,9 @@ def _keys(home: Home) -> tuple[dict[str, str], dict[str, str]]:
 def _training(home: Home) -> str:
     rows = [{"prompt": f"question {i} {SCRIPT}", "completion": f"answer {i}"} for i in range(40)]
     DatasetStore.from_home(home).commit("qa", rows, "prompt_completion", source=f"upload {IMG}")
-    with Tracker.from_home(home).start_run("train", f"fine-tune {IMG}", params={"lr": 0.001, "note": SCRIPT}) as run:
+    with Tracker.from_home(home).start_run(
+        "train", f"fine-tune {IMG}", params={"lr": 0.001, "note": SCRIPT}
+    ) as run:
         for step in range(20):
             run.log_metric("loss", 3.0 / (step + 1), step=step)
     return run.id
@@ -115,11 +117,13 @@ def _request(home: Home, key_id: str, prompt: str, *, deployment: str = "bot", v
             GatewayRequest(
                 id=request_id, ts=utcnow(), key_id=key_id, user="u-1", endpoint="chat",
                 deployment=deployment, model_version=version, arm="stable", stream=True, prompt=prompt,
-                completion=f"reply {IMG}", prompt_tokens=5, completion_tokens=7, ttft_ms=40.0, latency_ms=120.0,
-                status=200, cost_usd=0.0125, cache_hit=False,
+                completion=f"reply {IMG}", prompt_tokens=5, completion_tokens=7, ttft_ms=40.0,
+                latency_ms=120.0, status=200, cost_usd=0.0125, cache_hit=False,
             )
         )  # fmt: skip
-        session.add(RequestFeedback(id=uuid.uuid4().hex[:16], request_id=request_id, thumbs="up", comment=SCRIPT))
+        session.add(
+            RequestFeedback(id=uuid.uuid4().hex[:16], request_id=request_id, thumbs="up", comment=SCRIPT)
+        )
     return request_id
 
 
@@ -127,7 +131,9 @@ def _rollout(home: Home) -> str:
     from llmops.registry.client import Registry
 
     clock, target = Clock(), FakeTarget()
-    env = RolloutEnv(home.store, Registry.from_home(home), target, sleep=lambda s: None, now=clock.now, settle_s=0.0)  # type: ignore[arg-type]
+    env = RolloutEnv(
+        home.store, Registry.from_home(home), target, sleep=lambda s: None, now=clock.now, settle_s=0.0
+    )  # type: ignore[arg-type]
     controller = RolloutController(env)
     run = controller.start(spec([10, 50, 100]), "bot@2", actor="seed", reason="a better bot")
     controller.tick(run.id)  # starting -> step 1
@@ -145,16 +151,28 @@ def _history(home: Home) -> None:
     now = utcnow()
     for hour in range(1, HISTORY_HOURS + 1):
         at = now - timedelta(hours=hour, minutes=7)
-        traffic(home, "bot@1", HISTORY_PER_HOUR, at, arm="stable", errors=hour % 3, latency_ms=90.0 + 4 * (hour % 6))
+        traffic(
+            home,
+            "bot@1",
+            HISTORY_PER_HOUR,
+            at,
+            arm="stable",
+            errors=hour % 3,
+            latency_ms=90.0 + 4 * (hour % 6),
+        )
 
 
 def _lifecycles(home: Home) -> None:
     pipelines = Lifecycle(home.store, PIPELINE_MACHINE)
     run = pipelines.create("train-and-gate", actor="seed", holder="seed", data={"stages": ["train", "eval"]})
-    pipelines.transition(run.id, "seed", "succeeded", actor="seed", reason="every stage passed", numbers={"stages": 2})
+    pipelines.transition(
+        run.id, "seed", "succeeded", actor="seed", reason="every stage passed", numbers={"stages": 2}
+    )
     cycles = Lifecycle(home.store, CYCLE_MACHINE)
     cycle = cycles.create("support", actor="loop", holder="loop", data={})
-    cycles.transition(cycle.id, "loop", "stopped", actor="loop", reason="no new labelled rows", numbers={"rows": 0})
+    cycles.transition(
+        cycle.id, "loop", "stopped", actor="loop", reason="no new labelled rows", numbers={"rows": 0}
+    )
 
 
 def seed_store(home: Home, tmp: Path) -> Seeded:
@@ -166,7 +184,9 @@ def seed_store(home: Home, tmp: Path) -> Seeded:
     seeded.eval_run_ids = _evaluations(home, tmp)
     seeded.rollout_id = _rollout(home)
     _history(home)
-    seeded.xss_request_id = _request(home, ids["consumer"], f"hello {SCRIPT} {IMG}", deployment=f"bot{IMG}", version=f"bot@1{SCRIPT}")
+    seeded.xss_request_id = _request(
+        home, ids["consumer"], f"hello {SCRIPT} {IMG}", deployment=f"bot{IMG}", version=f"bot@1{SCRIPT}"
+    )
     seeded.other_request_id = _request(home, ids["other"], "the other tenant's secret prompt")
     _lifecycles(home)
     return seeded

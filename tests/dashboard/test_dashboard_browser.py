@@ -60,7 +60,9 @@ class Watched:
 
 @pytest.fixture(scope="module")
 def base_url(seeded: Seeded) -> Iterator[str]:
-    app = create_app(GatewayConfig.model_validate({"deployments": []}), seeded.home, active_health_checks=False)
+    app = create_app(
+        GatewayConfig.model_validate({"deployments": []}), seeded.home, active_health_checks=False
+    )
     mount_dashboard(app)
     with serving(app) as url:
         yield url
@@ -105,9 +107,14 @@ def test_every_page_as_an_admin_shows_the_seeded_store(admin: Watched, seeded: S
     admin.visit("/ui/", "overview")
     total = 60 + 2 + HISTORY_HOURS * HISTORY_PER_HOUR  # the rollout's, the two seeded, the day before
     assert int(admin.text('[data-metric="requests"]').replace(",", "")) == total
-    assert int(admin.text('[data-metric="errors"]').split()[0]) == sum(h % 3 for h in range(1, HISTORY_HOURS + 1))
+    assert int(admin.text('[data-metric="errors"]').split()[0]) == sum(
+        h % 3 for h in range(1, HISTORY_HOURS + 1)
+    )
     assert "bot@2" in admin.text("#versions") and "bot@1" in admin.text("#versions")
-    assert all(int(n) > 0 for n in admin.page.locator("figure.chart svg").evaluate_all("s => s.map(e => e.dataset.points)"))
+    assert all(
+        int(n) > 0
+        for n in admin.page.locator("figure.chart svg").evaluate_all("s => s.map(e => e.dataset.points)")
+    )
     admin.visit("/ui/models", "models")
     assert "production → 1" in admin.text("#models")
     admin.visit("/ui/models/bot", "model")
@@ -117,7 +124,9 @@ def test_every_page_as_an_admin_shows_the_seeded_store(admin: Watched, seeded: S
     admin.visit("/ui/runs", "runs")
     assert "fine-tune" in admin.text("#runs")
     admin.visit(f"/ui/runs/{seeded.train_run_id}", "run")
-    assert int(admin.page.locator("figure.chart svg").first.get_attribute("data-points")) == 20  # the loss curve
+    assert (
+        int(admin.page.locator("figure.chart svg").first.get_attribute("data-points")) == 20
+    )  # the loss curve
     admin.visit("/ui/evals", "evals")
     assert _rows(admin, "#evals") == 2
     admin.visit(f"/ui/evals/{seeded.eval_run_ids[1]}", "evaluation")
@@ -195,16 +204,29 @@ def test_create_and_revoke_a_key_with_its_audit_event(admin: Watched) -> None:
     admin.check()
 
 
-def test_every_page_as_a_consumer_shows_only_its_own_and_refuses_the_rest(consumer: Watched, seeded: Seeded) -> None:
+def test_every_page_as_a_consumer_shows_only_its_own_and_refuses_the_rest(
+    consumer: Watched, seeded: Seeded
+) -> None:
     consumer.visit("/ui/", "consumer-overview")
     assert consumer.text('[data-metric="requests"]') == "1"
-    assert [a.strip() for a in consumer.page.locator("header nav a").all_inner_texts()] == ["Overview", "Requests"]
+    assert [a.strip() for a in consumer.page.locator("header nav a").all_inner_texts()] == [
+        "Overview",
+        "Requests",
+    ]
     consumer.visit("/ui/requests", "consumer-requests")
     assert _rows(consumer, "#requests") == 1 and seeded.xss_request_id[:14] in consumer.text("#requests")
     consumer.visit(f"/ui/requests/{seeded.xss_request_id}", "consumer-request")
     assert "redacted" in consumer.text("#prompt")
-    for path in ("/ui/models", "/ui/runs", "/ui/evals", "/ui/deployments", "/ui/keys", "/ui/audit", "/ui/pipelines", "/ui/loop",
-                 f"/ui/rollouts/{seeded.rollout_id}"):  # fmt: skip
+    refused = [
+        "/ui/models",
+        "/ui/runs",
+        "/ui/evals",
+        "/ui/deployments",
+        "/ui/keys",
+        "/ui/audit",
+        "/ui/pipelines",
+    ]
+    for path in [*refused, "/ui/loop", f"/ui/rollouts/{seeded.rollout_id}"]:
         consumer.allowed = {"403", "status of 403"}  # the refusal itself, expected
         consumer.visit(path, status=403)
         assert "needs the" in consumer.text(".alert")
@@ -212,4 +234,3 @@ def test_every_page_as_a_consumer_shows_only_its_own_and_refuses_the_rest(consum
     consumer.visit(f"/ui/requests/{seeded.other_request_id}", status=404)
     consumer.allowed = set()
     consumer.check()
-

@@ -15,12 +15,12 @@ from llmops.dashboard.headers import CONTENT_SECURITY_POLICY
 from llmops.dashboard.queries.requests import REDACTED
 from llmops.dashboard.session import SESSION_COOKIE, SessionSigner
 from llmops.data.versions import DatasetStore
+from llmops.deploy.rollout_state import ROLLOUT_MACHINE
 from llmops.errors import InvalidInput
 from llmops.registry.client import Registry
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.security.roles import Role
 from llmops.store.lifecycle import Lifecycle
-from llmops.deploy.rollout_state import ROLLOUT_MACHINE
 from llmops.store.schema import AuditEvent
 
 STAFF_PAGES = ["/ui/models", "/ui/models/bot", "/ui/models/bot/2", "/ui/runs", "/ui/evals", "/ui/deployments",
@@ -34,7 +34,11 @@ def _events(seeded: Seeded, action: str) -> int:
 
 
 def _is_login_page(response) -> bool:  # type: ignore[no-untyped-def]
-    return response.status_code in (200, 401) and 'name="key"' in response.text and "Traceback" not in response.text
+    return (
+        response.status_code in (200, 401)
+        and 'name="key"' in response.text
+        and "Traceback" not in response.text
+    )
 
 
 # ---- login and sessions -------------------------------------------------------------------------
@@ -48,7 +52,9 @@ def test_without_a_session_every_page_is_the_login_page(gateway_client: TestClie
         assert response.url.path == "/ui/login"
 
 
-def test_a_wrong_key_gets_the_login_page_again_and_no_session(gateway_client: TestClient, seeded: Seeded) -> None:
+def test_a_wrong_key_gets_the_login_page_again_and_no_session(
+    gateway_client: TestClient, seeded: Seeded
+) -> None:
     gateway_client.get("/ui/login")
     for key in ("sk-llmops-" + "x" * 43, "not a key at all", ""):
         token = gateway_client.cookies.get("llmops_login")  # each form comes with a fresh token
@@ -65,16 +71,27 @@ def test_the_login_form_needs_its_own_token(gateway_client: TestClient, seeded: 
     assert response.status_code == 403 and SESSION_COOKIE not in response.cookies
 
 
-def test_the_session_cookie_is_httponly_strict_and_short_lived(gateway_client: TestClient, seeded: Seeded) -> None:
+def test_the_session_cookie_is_httponly_strict_and_short_lived(
+    gateway_client: TestClient, seeded: Seeded
+) -> None:
     gateway_client.get("/ui/login")
     token = gateway_client.cookies.get("llmops_login")
-    response = gateway_client.post("/ui/login", data={"key": seeded.keys["admin"], "csrf": token}, follow_redirects=False)
+    response = gateway_client.post(
+        "/ui/login", data={"key": seeded.keys["admin"], "csrf": token}, follow_redirects=False
+    )
     cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie and "Max-Age=1800" in cookie
+    assert (
+        "HttpOnly" in cookie
+        and "SameSite=strict" in cookie
+        and "Path=/ui" in cookie
+        and "Max-Age=1800" in cookie
+    )
     assert seeded.keys["admin"] not in cookie  # the key itself never goes to the browser
 
 
-def test_an_expired_or_forged_session_goes_to_the_login_page(gateway_client: TestClient, seeded: Seeded) -> None:
+def test_an_expired_or_forged_session_goes_to_the_login_page(
+    gateway_client: TestClient, seeded: Seeded
+) -> None:
     signer = SessionSigner(seeded.home.settings.secret_value(), ttl_s=60)
     expired, _ = signer.issue(seeded.key_ids["admin"], now=time.time() - 3600)
     forged, _ = SessionSigner(b"another secret", ttl_s=60).issue(seeded.key_ids["admin"])
@@ -103,7 +120,9 @@ def test_after_login_only_dashboard_paths_are_followed(gateway_client: TestClien
         gateway_client.get("/ui/login")
         token = gateway_client.cookies.get("llmops_login")
         response = gateway_client.post(
-            "/ui/login", data={"key": seeded.keys["admin"], "csrf": token, "next": target}, follow_redirects=False
+            "/ui/login",
+            data={"key": seeded.keys["admin"], "csrf": token, "next": target},
+            follow_redirects=False,
         )
         assert response.headers["location"] == "/ui/"
 
@@ -131,7 +150,9 @@ def test_a_consumer_sees_only_its_own_requests(login: Login, seeded: Seeded) -> 
     client = login("consumer")
     listing = client.get("/ui/requests").text
     assert seeded.xss_request_id[:14] in listing and seeded.other_request_id[:14] not in listing
-    assert "req-" in listing and listing.count('href="/ui/requests/req-') == 1  # not the rollout's traffic either
+    assert (
+        "req-" in listing and listing.count('href="/ui/requests/req-') == 1
+    )  # not the rollout's traffic either
     # asking for another key's requests by filter or by id finds nothing
     filtered = client.get("/ui/requests", params={"key_id": seeded.key_ids["other"]}).text
     assert seeded.other_request_id[:14] not in filtered
@@ -150,7 +171,9 @@ def test_payloads_are_shown_only_to_roles_allowed_to_read_them(login: Login, see
     admin = login("admin").get(path).text
     assert "hello" in admin and REDACTED not in admin
     # a role that may not read payloads may not search them either
-    assert "the other tenant" not in login("developer").get("/ui/requests", params={"text": "other tenant"}).text
+    assert (
+        "the other tenant" not in login("developer").get("/ui/requests", params={"text": "other tenant"}).text
+    )
 
 
 # ---- escaping -----------------------------------------------------------------------------------
@@ -169,7 +192,9 @@ def test_names_with_markup_are_refused_where_names_are_made(seeded: Seeded, tmp_
      "/ui/evals/{eval}", "/ui/"],
 )  # fmt: skip
 def test_planted_markup_renders_as_text(login: Login, seeded: Seeded, path: str) -> None:
-    url = path.format(xss_request_id=seeded.xss_request_id, train_run_id=seeded.train_run_id, eval=seeded.eval_run_ids[1])
+    url = path.format(
+        xss_request_id=seeded.xss_request_id, train_run_id=seeded.train_run_id, eval=seeded.eval_run_ids[1]
+    )
     html = login("admin").get(url).text
     assert SCRIPT not in html and IMG not in html and "<img" not in html
     assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in html or "&lt;img src=x" in html
@@ -185,28 +210,37 @@ def test_the_request_detail_escapes_prompt_deployment_and_model_name(login: Logi
 # ---- CSRF ---------------------------------------------------------------------------------------
 
 
-def test_state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing(login: Login, seeded: Seeded) -> None:
+def test_state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing(
+    login: Login, seeded: Seeded
+) -> None:
     target = KeyStore.from_home(seeded.home).create(KeySpec(name="to keep", role=Role.CONSUMER)).record
     client = login("admin")
     other_session = SessionSigner(seeded.home.settings.secret_value(), ttl_s=60)
     _, foreign = other_session.issue(seeded.key_ids["admin"])
     foreign_token = other_session.csrf_token(foreign)
-    revokes, signals, creates = _events(seeded, "key.revoke"), _events(seeded, "rollout.signal"), _events(seeded, "key.create")
+    revokes, signals, creates = (
+        _events(seeded, "key.revoke"),
+        _events(seeded, "rollout.signal"),
+        _events(seeded, "key.create"),
+    )
     for data in ({}, {"csrf": ""}, {"csrf": "0" * 64}, {"csrf": foreign_token}):
         assert client.post(f"/ui/keys/{target.id}/revoke", data=data).status_code == 403
         assert client.post("/ui/keys", data={**data, "name": "sneaky", "role": "admin"}).status_code == 403
-        rollout = client.post(f"/ui/rollouts/{seeded.rollout_id}/signal", data={**data, "action": "rollback", "reason": "x"})
+        rollout = client.post(
+            f"/ui/rollouts/{seeded.rollout_id}/signal", data={**data, "action": "rollback", "reason": "x"}
+        )
         assert rollout.status_code == 403
     assert KeyStore.from_home(seeded.home).get(target.id).state() == "active"
     assert Lifecycle(seeded.home.store, ROLLOUT_MACHINE).get(seeded.rollout_id).pending_signals == 0
-    assert (_events(seeded, "key.revoke"), _events(seeded, "rollout.signal"), _events(seeded, "key.create")) == (
-        revokes, signals, creates,
-    )  # fmt: skip
+    after = (_events(seeded, "key.revoke"), _events(seeded, "rollout.signal"), _events(seeded, "key.create"))
+    assert after == (revokes, signals, creates)
     # a JSON body is not a form: refused as well
     assert client.post(f"/ui/keys/{target.id}/revoke", json={"csrf": "x"}).status_code == 403
 
 
-def test_revoking_with_the_form_token_goes_through_the_key_store_and_its_audit(login: Login, seeded: Seeded) -> None:
+def test_revoking_with_the_form_token_goes_through_the_key_store_and_its_audit(
+    login: Login, seeded: Seeded
+) -> None:
     target = KeyStore.from_home(seeded.home).create(KeySpec(name="to revoke", role=Role.CONSUMER)).record
     client = login("admin")
     page = client.get("/ui/keys").text
@@ -223,7 +257,9 @@ def test_only_deployers_may_steer_a_rollout(login: Login, seeded: Seeded) -> Non
     page = developer.get(f"/ui/rollouts/{seeded.rollout_id}").text
     assert 'id="steer"' not in page  # no buttons for a role that may not use them
     token = page.split('name="csrf" value="')[1].split('"')[0]
-    response = developer.post(f"/ui/rollouts/{seeded.rollout_id}/signal", data={"csrf": token, "action": "promote", "reason": "r"})
+    response = developer.post(
+        f"/ui/rollouts/{seeded.rollout_id}/signal", data={"csrf": token, "action": "promote", "reason": "r"}
+    )
     assert response.status_code == 403
     assert Lifecycle(seeded.home.store, ROLLOUT_MACHINE).get(seeded.rollout_id).pending_signals == 0
 
@@ -243,7 +279,9 @@ def test_a_steer_without_a_reason_or_with_an_unknown_action_is_a_400(login: Logi
 # ---- headers and bad input ----------------------------------------------------------------------
 
 
-def test_pages_carry_the_strict_csp_and_the_api_keeps_its_own(login: Login, gateway_client: TestClient) -> None:
+def test_pages_carry_the_strict_csp_and_the_api_keeps_its_own(
+    login: Login, gateway_client: TestClient
+) -> None:
     page = login("admin").get("/ui/")
     assert page.headers.get_list("content-security-policy") == [CONTENT_SECURITY_POLICY]
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "http" not in CONTENT_SECURITY_POLICY
@@ -256,7 +294,11 @@ def test_pages_carry_the_strict_csp_and_the_api_keeps_its_own(login: Login, gate
 
 def test_bad_filters_are_a_400_page_naming_the_field(login: Login) -> None:
     client = login("admin")
-    for params, field in (({"status": "abc"}, "status"), ({"since": "yesterday"}, "since"), ({"page": "0"}, "page")):
+    for params, field in (
+        ({"status": "abc"}, "status"),
+        ({"since": "yesterday"}, "since"),
+        ({"page": "0"}, "page"),
+    ):
         response = client.get("/ui/requests", params=params)
         assert response.status_code == 400 and field in response.text and "Traceback" not in response.text
     assert client.get("/ui/", params={"window": "1y"}).status_code == 400

@@ -16,7 +16,11 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(4100, min=1, max=65535, help="Port."),
     session_minutes: float = typer.Option(
-        30.0, "--session-minutes", min=1, max=24 * 60, help="How long a login lasts (the session cookie's life)."
+        30.0,
+        "--session-minutes",
+        min=1,
+        max=24 * 60,
+        help="How long a login lasts (the session cookie's life).",
     ),
     secure_cookies: bool = typer.Option(
         False, "--secure-cookies", help="Mark cookies Secure (set it when a TLS proxy serves the dashboard)."

@@ -105,7 +105,9 @@ def _login_routes(ui: DashboardState) -> list[Route]:
     async def logout(request: Request) -> Response:
         viewer = await current_viewer(request, ui)
         form = await read_form(request)
-        if viewer is not None and (form is None or not ui.signer.csrf_valid(viewer.session, form.get(CSRF_FIELD))):
+        if viewer is not None and (
+            form is None or not ui.signer.csrf_valid(viewer.session, form.get(CSRF_FIELD))
+        ):
             return ui.error_page(viewer, request, 403, "this form has no valid CSRF token; reload the page")
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
@@ -121,9 +123,7 @@ def _login_routes(ui: DashboardState) -> list[Route]:
 def build_dashboard(ui: DashboardState) -> Starlette:
     """The dashboard app over ``ui``; mount it at ``/ui``."""
     routes: list[Any] = _login_routes(ui)
-    routes += [
-        Route(route.path, serve_page(route, ui), methods=[route.method]) for route in page_routes()
-    ]
+    routes += [Route(route.path, serve_page(route, ui), methods=[route.method]) for route in page_routes()]
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -177,4 +177,3 @@ def mount_dashboard(app: Any, home: Home | None = None, **options: Any) -> None:
         **options,
     )
     app.mount(PREFIX, SecurityHeaders(build_dashboard(state)))
-

@@ -99,7 +99,9 @@ def line_chart(label: str, x_labels: Sequence[str], series: Sequence[Series]) ->
                 cx, cy = run[0].split(",")
                 parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour}"/>')
             elif run:
-                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+                parts.append(
+                    f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>'
+                )
         parts.append(  # the legend: one line per series, top right
             f'<text x="{WIDTH - RIGHT - 4}" y="{TOP + 10 + 13 * index}" text-anchor="end" font-size="11" '
             f'fill="{colour}">{escape(item.name[:48])} ■</text>'
@@ -128,9 +130,12 @@ def bar_chart(label: str, bars: Sequence[tuple[str, float]], *, high: float | No
             f'<text x="{name_w - 8}" y="{y + 14}" text-anchor="end" font-size="12" fill="#1d232b">'
             f"{escape(name[:32])}</text>"
         )
-        parts.append(f'<rect x="{name_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" fill="{COLOURS[0]}"/>')
         parts.append(
-            f'<text x="{name_w + width + 6:.1f}" y="{y + 14}" font-size="11" fill="#5b6673">{escape(_fmt(value))}</text>'
+            f'<rect x="{name_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" fill="{COLOURS[0]}"/>'
+        )
+        parts.append(
+            f'<text x="{name_w + width + 6:.1f}" y="{y + 14}" font-size="11" fill="#5b6673">'
+            f"{escape(_fmt(value))}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

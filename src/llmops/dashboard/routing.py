@@ -108,7 +108,9 @@ def serve_page(route: PageRoute, ui: DashboardState) -> Callable[[Request], Awai
         if route.rule.changes_state:
             posted = await read_form(request)
             if posted is None or not ui.signer.csrf_valid(viewer.session, posted.get(CSRF_FIELD)):
-                return ui.error_page(viewer, request, 403, "this form has no valid CSRF token; reload the page")
+                return ui.error_page(
+                    viewer, request, 403, "this form has no valid CSRF token; reload the page"
+                )
             form = posted
         if not viewer.may(role):
             message = f"this page needs the {role.label!r} role; your key is {viewer.role.label!r}"

@@ -60,7 +60,7 @@ def template_environment() -> Environment:
 def _number(value: float | int | None, digits: int = 3) -> str:
     if value is None:
         return "-"
-    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1:
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1):
         return f"{int(value):,}"
     return f"{value:.{digits}g}"
 
@@ -79,7 +79,11 @@ class DashboardState:
         self, template: str, viewer: Viewer | None, *, status: int = 200, request: Request, **context: Any
     ) -> HTMLResponse:
         nav = [
-            (PREFIX + path, label, request.url.path == PREFIX + path or (path == "/" and request.url.path == PREFIX))
+            (
+                PREFIX + path,
+                label,
+                request.url.path == PREFIX + path or (path == "/" and request.url.path == PREFIX),
+            )
             for path, label, role in NAVIGATION
             if viewer is not None and viewer.may(role)
         ]
@@ -89,4 +93,6 @@ class DashboardState:
         return HTMLResponse(html, status_code=status)
 
     def error_page(self, viewer: Viewer | None, request: Request, status: int, message: str) -> HTMLResponse:
-        return self.render("error.html", viewer, status=status, request=request, status_code=status, message=message)
+        return self.render(
+            "error.html", viewer, status=status, request=request, status_code=status, message=message
+        )

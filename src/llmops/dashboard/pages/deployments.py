@@ -31,7 +31,9 @@ def rollout(page: PageRequest) -> Response:
     view = rollout_view(page.ui.home.store, page.path("run_id"))
     labels = [e.transition.at.strftime("%H:%M:%S") for e in view.timeline]
     chart = line_chart(
-        "candidate share of traffic (%)", labels, [Series(view.data.candidate.ref, [e.candidate_share for e in view.timeline])]
+        "candidate share of traffic (%)",
+        labels,
+        [Series(view.data.candidate.ref, [e.candidate_share for e in view.timeline])],
     )
     return page.render("rollout.html", view=view, chart=chart, signals=SIGNALS, done=page.query("done"))
 
@@ -43,7 +45,9 @@ def signal(page: PageRequest) -> Response:
     reason = page.form.get("reason", "").strip()
     if not reason:
         raise InvalidInput("give a reason: it is recorded in the audit log", param="reason")
-    record = signal_rollout(page.ui.home.store, page.path("run_id"), action, actor=page.viewer.actor, reason=reason)
+    record = signal_rollout(
+        page.ui.home.store, page.path("run_id"), action, actor=page.viewer.actor, reason=reason
+    )
     return RedirectResponse(f"{PREFIX}/rollouts/{quote(record.id)}?done={action}", status_code=303)
 
 

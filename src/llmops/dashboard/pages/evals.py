@@ -90,7 +90,11 @@ def evaluation(page: PageRequest) -> Response:
             run.results, champion.results, run.metrics,
             resamples=stats.resamples, confidence=stats.confidence, seed=stats.seed,
         )  # fmt: skip
-    diffs = [d for d in _diffs(run, champion, metric) if only == "all" or d.change == only or (only == "changed" and d.change != "same")]
+    diffs = [
+        d
+        for d in _diffs(run, champion, metric)
+        if only == "all" or d.change == only or (only == "changed" and d.change != "same")
+    ]
     scores = [(m.info.metric_id, m.score) for m in run.summary.metrics if m.score is not None]
     chart = bar_chart("score per metric", scores, high=max([1.0, *(s for _, s in scores)]))
     return page.render(

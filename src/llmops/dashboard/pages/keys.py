@@ -50,7 +50,9 @@ def create(page: PageRequest) -> Response:
 
 
 def revoke(page: PageRequest) -> Response:
-    page.ui.keys.revoke(page.path("key_id"), page.form.get("reason") or "via the dashboard", actor=page.viewer.actor)
+    page.ui.keys.revoke(
+        page.path("key_id"), page.form.get("reason") or "via the dashboard", actor=page.viewer.actor
+    )
     if page.ui.on_key_change is not None:
         page.ui.on_key_change()
     return RedirectResponse(f"{PREFIX}/keys", status_code=303)

@@ -34,7 +34,9 @@ def _run(kind: str) -> object:
     def one_run(page: PageRequest) -> Response:
         runs = Lifecycle(page.ui.home.store, machine)
         record = runs.find(page.path("run_id"))
-        return page.render("lifecycle_run.html", title=title, kind=kind, run=record, history=runs.history(record.id))
+        return page.render(
+            "lifecycle_run.html", title=title, kind=kind, run=record, history=runs.history(record.id)
+        )
 
     return one_run
 

@@ -27,7 +27,9 @@ def run(page: PageRequest) -> Response:
         points = tracker.metric_history(info.id, key)
         if len(points) > 1:
             labels = [str(p.step) for p in points]
-            curves.append((key, line_chart(f"{key} by step", labels, [Series(key, [p.value for p in points])])))
+            curves.append(
+                (key, line_chart(f"{key} by step", labels, [Series(key, [p.value for p in points])]))
+            )
     return page.render("run.html", run=info, curves=curves)
 
 

@@ -12,7 +12,9 @@ from llmops.store.schema import AuditEvent
 PAGE_SIZE = 50
 
 
-def audit_page(store: Store, *, action: str | None, target: str | None, page: int) -> tuple[list[AuditRecord], bool]:
+def audit_page(
+    store: Store, *, action: str | None, target: str | None, page: int
+) -> tuple[list[AuditRecord], bool]:
     """Events newest first (``action`` and ``target`` match a prefix), and whether older ones follow."""
     query = select(AuditEvent).order_by(AuditEvent.seq.desc())
     if action:
@@ -22,7 +24,9 @@ def audit_page(store: Store, *, action: str | None, target: str | None, page: in
     query = query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     with store.read() as session:
         rows = [
-            AuditRecord(r.seq, r.ts, r.actor, r.action, r.target, r.reason, r.before, r.after, r.prev_hash, r.hash)
+            AuditRecord(
+                r.seq, r.ts, r.actor, r.action, r.target, r.reason, r.before, r.after, r.prev_hash, r.hash
+            )
             for r in session.execute(query).scalars()
         ]
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE

@@ -92,5 +92,7 @@ def list_deployments(
     seen = {d.name for d in found}
     with store.read() as session:
         rows = session.execute(select(GatewayDeployment).order_by(GatewayDeployment.name)).scalars()
-        found += [_from_row(row) for row in rows if row.name not in seen and not (row.spec or {}).get("deleted")]
+        found += [
+            _from_row(row) for row in rows if row.name not in seen and not (row.spec or {}).get("deleted")
+        ]
     return found

@@ -14,7 +14,14 @@ from typing import Any
 from llmops.dashboard.access import Viewer
 from llmops.errors import NotFound
 from llmops.monitor.model_refs import resolve_model_version
-from llmops.monitor.request_search import RequestDetail, RequestFilter, RequestView, get_request, parse_time, search_requests
+from llmops.monitor.request_search import (
+    RequestDetail,
+    RequestFilter,
+    RequestView,
+    get_request,
+    parse_time,
+    search_requests,
+)
 from llmops.security.payload_crypto import PayloadCipher, Reveal, revealer
 from llmops.security.roles import parse_role
 from llmops.settings import get_settings

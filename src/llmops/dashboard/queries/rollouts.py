@@ -53,9 +53,15 @@ def _analysis(numbers: dict[str, Any]) -> tuple[list[MetricRow], bool | None]:
         return [], None
     rows = [
         MetricRow(
-            name, str(m.get("status", "")), m.get("candidate"), m.get("stable"), m.get("observed"),
-            m.get("threshold"), m.get("n_candidate"), str(m.get("reason", "")),
-        )  # fmt: skip
+            name,
+            str(m.get("status", "")),
+            m.get("candidate"),
+            m.get("stable"),
+            m.get("observed"),
+            m.get("threshold"),
+            m.get("n_candidate"),
+            str(m.get("reason", "")),
+        )
         for name, m in (analysis.get("metrics") or {}).items()
         if isinstance(m, dict)
     ]

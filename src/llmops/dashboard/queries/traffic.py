@@ -13,17 +13,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from llmops.errors import InvalidInput
 from llmops.store.database import Store
 from llmops.store.schema import GatewayRequest, utcnow
 
-T = TypeVar("T")
-PERCENTILE_SAMPLE = 5000
+PERCENTILE_SAMPLE = 2000
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -86,7 +85,7 @@ def _bucket(store: Store, hourly: bool) -> ColumnElement[str]:
     return func.substr(GatewayRequest.ts, 1, 13 if hourly else 10)
 
 
-def scanned(store: Store, column: ColumnElement[T]) -> ColumnElement[T]:
+def scanned(store: Store, column: Any) -> Any:
     """``column`` in a filter that should read the table in one pass rather than through its index.
 
     Without planner statistics SQLite walks an index (``ts``, ``key_id, ts``) for a filter that
@@ -98,7 +97,7 @@ def scanned(store: Store, column: ColumnElement[T]) -> ColumnElement[T]:
     return func.coalesce(column, column, type_=column.type)
 
 
-def _scoped(query: Select[Any], ts: ColumnElement[datetime], since: datetime, key_id: str | None) -> Select[Any]:
+def _scoped(query: Any, ts: Any, since: datetime, key_id: str | None) -> Any:
     query = query.where(ts >= since, GatewayRequest.shadow_of.is_(None))
     return query.where(GatewayRequest.key_id == key_id) if key_id is not None else query
 
@@ -121,7 +120,12 @@ def traffic_summary(store: Store, window: str = "24h", *, key_id: str | None = N
         scanned(store, GatewayRequest.ts), since, key_id,
     ).group_by(bucket, version, deployment)  # fmt: skip
     latest = (
-        _scoped(select(version, GatewayRequest.latency_ms, GatewayRequest.ttft_ms), GatewayRequest.ts, since, key_id)
+        _scoped(
+            select(version, GatewayRequest.latency_ms, GatewayRequest.ttft_ms),
+            GatewayRequest.ts,
+            since,
+            key_id,
+        )
         .order_by(GatewayRequest.ts.desc())
         .limit(PERCENTILE_SAMPLE)
     )
@@ -139,9 +143,14 @@ def traffic_summary(store: Store, window: str = "24h", *, key_id: str | None = N
         total[0], total[1], total[2] = total[0] + n, total[1] + (bad or 0), total[2] + (cost or 0.0)
     versions = [
         VersionTraffic(
-            model_version=name, deployment=dep, requests=int(n), errors=int(bad), cost_usd=float(cost),
-            p95_latency_ms=percentile(latencies.get(name, []), 0.95), p95_ttft_ms=percentile(ttfts.get(name, []), 0.95),
-        )  # fmt: skip
+            model_version=name,
+            deployment=dep,
+            requests=int(n),
+            errors=int(bad),
+            cost_usd=float(cost),
+            p95_latency_ms=percentile(latencies.get(name, []), 0.95),
+            p95_ttft_ms=percentile(ttfts.get(name, []), 0.95),
+        )
         for (name, dep), (n, bad, cost) in totals.items()
     ]
     versions.sort(key=lambda v: -v.requests)
@@ -159,20 +168,25 @@ def traffic_summary(store: Store, window: str = "24h", *, key_id: str | None = N
     return summary
 
 
-def _fill_series(summary: TrafficSummary, rows: Sequence[tuple[object, ...]]) -> None:
+def _fill_series(summary: TrafficSummary, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Per-bucket series from (bucket, version, requests, errors, mean latency) rows; a version
+    under several deployments gets the request-weighted mean of their means."""
     labels = sorted({str(row[0]) for row in rows})
     index = {label: i for i, label in enumerate(labels)}
     summary.buckets.extend(label[-2:] + "h" if len(label) == 13 else label[5:] for label in labels)
-    errors: list[float | None] = [0.0] * len(labels)
-    counts: list[float] = [0.0] * len(labels)
+    counts: dict[str, list[float]] = {}
+    latency_sums: dict[str, list[float]] = {}
+    errors, totals = [0.0] * len(labels), [0.0] * len(labels)
     for label, name, n, bad, mean_latency in rows:
-        i = index[str(label)]
-        counted = summary.requests_by_version.setdefault(str(name), [None] * len(labels))
-        before = counted[i] or 0.0
-        counted[i] = before + float(n)  # type: ignore[arg-type]
-        means = summary.latency_by_version.setdefault(str(name), [None] * len(labels))
-        # a version under several deployments: the request-weighted mean of their means
-        means[i] = ((means[i] or 0.0) * before + float(mean_latency) * float(n)) / (counted[i] or 1.0)  # type: ignore[arg-type]
-        errors[i] = (errors[i] or 0.0) + float(bad or 0)  # type: ignore[arg-type]
-        counts[i] += float(n)  # type: ignore[arg-type]
-    summary.errors_by_bucket.extend(e / c if c else None for e, c in zip(errors, counts, strict=True))
+        i, version = index[str(label)], str(name)
+        counts.setdefault(version, [0.0] * len(labels))[i] += float(n)
+        latency_sums.setdefault(version, [0.0] * len(labels))[i] += float(mean_latency or 0.0) * float(n)
+        errors[i] += float(bad or 0)
+        totals[i] += float(n)
+    for version, per_bucket in counts.items():
+        sums = latency_sums[version]
+        summary.requests_by_version[version] = [c or None for c in per_bucket]
+        summary.latency_by_version[version] = [
+            s / c if c else None for s, c in zip(sums, per_bucket, strict=True)
+        ]
+    summary.errors_by_bucket.extend(e / c if c else None for e, c in zip(errors, totals, strict=True))
