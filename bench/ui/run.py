@@ -87,6 +87,7 @@ def pages(seeded: Seeded) -> list[tuple[str, str]]:
         ("evaluation", f"/ui/evals/{seeded.eval_run_ids[1]}"),
         ("deployments", "/ui/deployments"),
         ("rollout", f"/ui/rollouts/{seeded.rollout_id}"),
+        ("monitoring", "/ui/monitoring"),
         ("keys", "/ui/keys"),
         ("audit", "/ui/audit"),
         ("pipelines", "/ui/pipelines"),

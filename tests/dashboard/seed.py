@@ -23,6 +23,8 @@ from llmops.evals.generation import Generation, Prompt
 from llmops.evals.runner import EvalRunner
 from llmops.evals.suite import GenerationParams
 from llmops.loop.states import CYCLE_MACHINE
+from llmops.monitor.drift import DriftReport, FeatureDrift
+from llmops.monitor.drift_store import save_report
 from llmops.pipelines.lock import PIPELINE_MACHINE
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.security.roles import Role
@@ -122,7 +124,13 @@ def _request(home: Home, key_id: str, prompt: str, *, deployment: str = "bot", v
             )
         )  # fmt: skip
         session.add(
-            RequestFeedback(id=uuid.uuid4().hex[:16], request_id=request_id, thumbs="up", comment=SCRIPT)
+            RequestFeedback(
+                id=uuid.uuid4().hex[:16],
+                request_id=request_id,
+                model_version=version,
+                thumbs="up",
+                comment=SCRIPT,
+            )
         )
     return request_id
 
@@ -138,8 +146,8 @@ def _rollout(home: Home) -> str:
     run = controller.start(spec([10, 50, 100]), "bot@2", actor="seed", reason="a better bot")
     controller.tick(run.id)  # starting -> step 1
     at = clock.now()
-    traffic(home, "bot@2", 30, at, arm="canary")
-    traffic(home, "bot@1", 30, at, arm="stable")
+    traffic(home, "bot@2", 30, at, arm="canary", online_score=0.7)
+    traffic(home, "bot@1", 30, at, arm="stable", online_score=0.8)
     clock.advance(1.5)
     controller.tick(run.id)  # step 1 judged -> step 2, with its analysis numbers
     controller.runs.release(run.id, env.holder)  # left for an operator: active, no driver
@@ -160,6 +168,23 @@ def _history(home: Home) -> None:
             errors=hour % 3,
             latency_ms=90.0 + 4 * (hour % 6),
         )
+
+
+def _drift(home: Home) -> None:
+    feature = FeatureDrift(
+        feature="prompt_length",
+        method="psi+ks",
+        score=0.31,
+        threshold=0.2,
+        p_value=0.001,
+        alpha=0.05,
+        drifted=True,
+    )
+    report = DriftReport(
+        model_version="bot@1", checked_at=utcnow(), reference_source="dataset qa@1", reference_samples=40,
+        window_samples=230, drifted=True, features=[feature],
+    )  # fmt: skip
+    save_report(home.store, report)
 
 
 def _lifecycles(home: Home) -> None:
@@ -188,5 +213,6 @@ def seed_store(home: Home, tmp: Path) -> Seeded:
         home, ids["consumer"], f"hello {SCRIPT} {IMG}", deployment=f"bot{IMG}", version=f"bot@1{SCRIPT}"
     )
     seeded.other_request_id = _request(home, ids["other"], "the other tenant's secret prompt")
+    _drift(home)
     _lifecycles(home)
     return seeded

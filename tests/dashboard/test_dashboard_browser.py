@@ -141,6 +141,10 @@ def test_every_page_as_an_admin_shows_the_seeded_store(admin: Watched, seeded: S
     assert "canary" in admin.text("#rollouts")
     admin.visit(f"/ui/rollouts/{seeded.rollout_id}", "rollout")
     assert "error_rate_increase" in admin.text("#timeline")
+    admin.visit("/ui/monitoring", "monitoring")
+    assert "0.7" in admin.text("#online-eval") and "0.8" in admin.text("#online-eval")
+    assert "drifted" in admin.text("#drift") and "prompt_length" in admin.text("#drift")
+    assert int(admin.page.locator("figure.chart svg").first.get_attribute("data-points")) == 2
     admin.visit("/ui/requests", "requests")
     assert _rows(admin, "#requests") == 50 and "older" in admin.text(".pager")
     admin.visit(f"/ui/requests/{seeded.xss_request_id}", "request")
@@ -221,6 +225,7 @@ def test_every_page_as_a_consumer_shows_only_its_own_and_refuses_the_rest(
         "/ui/models",
         "/ui/runs",
         "/ui/evals",
+        "/ui/monitoring",
         "/ui/deployments",
         "/ui/keys",
         "/ui/audit",

@@ -24,7 +24,7 @@ from llmops.store.lifecycle import Lifecycle
 from llmops.store.schema import AuditEvent
 
 STAFF_PAGES = ["/ui/models", "/ui/models/bot", "/ui/models/bot/2", "/ui/runs", "/ui/evals", "/ui/deployments",
-               "/ui/pipelines", "/ui/loop"]  # fmt: skip
+               "/ui/monitoring", "/ui/pipelines", "/ui/loop"]  # fmt: skip
 ADMIN_PAGES = ["/ui/keys", "/ui/audit"]
 
 

@@ -26,6 +26,7 @@ from llmops.dashboard.pages import (
     keys,
     lifecycle,
     models,
+    monitoring,
     overview,
     requests,
     runs,
@@ -43,7 +44,7 @@ from llmops.dashboard.state import PREFIX, STATIC, DashboardState, LiveDeploymen
 from llmops.security.keys import KeyStore
 from llmops.store.home import Home
 
-PAGE_MODULES = (overview, models, runs, evals, deployments, requests, keys, audit, lifecycle)
+PAGE_MODULES = (overview, models, runs, evals, deployments, monitoring, requests, keys, audit, lifecycle)
 DEFAULT_SESSION_TTL_S = 30 * 60
 
 

@@ -34,6 +34,7 @@ NAVIGATION: tuple[tuple[str, str, Role], ...] = (
     ("/runs", "Runs", Role.DEVELOPER),
     ("/evals", "Evaluations", Role.DEVELOPER),
     ("/deployments", "Deployments", Role.DEVELOPER),
+    ("/monitoring", "Monitoring", Role.DEVELOPER),
     ("/requests", "Requests", Role.CONSUMER),
     ("/pipelines", "Pipelines", Role.DEVELOPER),
     ("/loop", "Loop", Role.DEVELOPER),
