@@ -305,3 +305,13 @@ def test_bad_filters_are_a_400_page_naming_the_field(login: Login) -> None:
     assert client.get("/ui/models/bot/x").status_code == 400
     assert client.get("/ui/models/nope").status_code in (200, 404)
     assert client.get("/ui/rollouts/nope").status_code == 404
+
+
+def test_logging_out_needs_the_form_token_and_ends_the_session(login: Login) -> None:
+    client = login("developer")
+    assert client.post("/ui/logout", data={"csrf": "wrong"}).status_code == 403
+    assert client.get("/ui/models").status_code == 200  # still logged in
+    token = client.get("/ui/models").text.split('name="csrf" value="')[1].split('"')[0]
+    response = client.post("/ui/logout", data={"csrf": token})
+    assert response.url.path == "/ui/login" and _is_login_page(response)
+    assert client.get("/ui/models").url.path == "/ui/login"
