@@ -122,13 +122,18 @@ def test_every_page_as_an_admin_shows_the_seeded_store(admin: Watched, seeded: S
     admin.visit("/ui/models/bot/2", "model-version")
     assert "bot@2" in admin.text("#lineage") and "acc" in admin.text("#gates")
     admin.visit("/ui/runs", "runs")
-    assert "fine-tune" in admin.text("#runs")
+    assert "fine-tune" in admin.text("#runs") and "loss 0.15" in admin.text(
+        "#runs"
+    )  # 3 / 20 at the last step
     admin.visit(f"/ui/runs/{seeded.train_run_id}", "run")
     assert (
         int(admin.page.locator("figure.chart svg").first.get_attribute("data-points")) == 20
     )  # the loss curve
     admin.visit("/ui/evals", "evals")
-    assert _rows(admin, "#evals") == 2
+    assert _rows(admin, "#evals") == 2 and "qa" in admin.text("#evals") and "bot@2" in admin.text("#evals")
+    assert "exact_match 0.75" in admin.text("#evals") and "passed" in admin.text(
+        "#evals"
+    )  # both pass min 0.5
     admin.visit(f"/ui/evals/{seeded.eval_run_ids[1]}", "evaluation")
     assert "exact_match" in admin.text("#scores") and "bot@1" in admin.text("main")  # champion named
     comparison = admin.text("#comparison")  # challenger right on 30 of 40, champion on 36 of 40

@@ -3,17 +3,21 @@ the champion (the model's ``production`` version on the same suite) and the per-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from starlette.responses import Response
 
 from llmops.dashboard.access import PageRule
 from llmops.dashboard.charts import bar_chart
+from llmops.dashboard.pages.runs import recent_runs
 from llmops.dashboard.routing import PageRequest, PageRoute
 from llmops.errors import InvalidInput, NotFound
 from llmops.evals.results import Comparison, ExampleOutcome
 from llmops.evals.runner import EXPERIMENT, EvalRun, EvalRunner
 from llmops.evals.stats import compare_runs
+from llmops.evals.storage import gates_from_json
+from llmops.registry.cards import GATES_TAG
 from llmops.security.roles import Role
 from llmops.tracking.client import Tracker
 
@@ -38,9 +42,17 @@ class ExampleDiff:
         return "better" if self.score > self.champion_score else "worse"
 
 
+def _gates_passed(tags: dict[str, str]) -> bool | None:
+    """Whether the run's stored gates passed (None when it stored none)."""
+    if GATES_TAG not in tags:
+        return None
+    return gates_from_json(json.loads(tags[GATES_TAG])).passed
+
+
 def evals(page: PageRequest) -> Response:
-    found = Tracker.from_home(page.ui.home).list_runs(EXPERIMENT, limit=200)
-    return page.render("evals.html", runs=found)
+    found = recent_runs(Tracker.from_home(page.ui.home), EXPERIMENT)
+    gates = {run.id: _gates_passed(run.tags) for run in found}
+    return page.render("evals.html", runs=found, gates=gates)
 
 
 def _champion(runner: EvalRunner, run: EvalRun) -> EvalRun | None:

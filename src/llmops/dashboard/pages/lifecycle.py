@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from llmops.dashboard.access import PageRule
-from llmops.dashboard.routing import PageRequest, PageRoute
+from llmops.dashboard.routing import PageHandler, PageRequest, PageRoute
 from llmops.loop.states import CYCLE_MACHINE
 from llmops.pipelines.lock import PIPELINE_MACHINE
 from llmops.security.roles import Role
@@ -18,7 +18,7 @@ KINDS: dict[str, tuple[StateMachine, str]] = {
 }
 
 
-def _runs(kind: str) -> object:
+def _runs(kind: str) -> PageHandler:
     machine, title = KINDS[kind]
 
     def page_of_runs(page: PageRequest) -> Response:
@@ -28,7 +28,7 @@ def _runs(kind: str) -> object:
     return page_of_runs
 
 
-def _run(kind: str) -> object:
+def _run(kind: str) -> PageHandler:
     machine, title = KINDS[kind]
 
     def one_run(page: PageRequest) -> Response:
@@ -42,7 +42,7 @@ def _run(kind: str) -> object:
 
 
 ROUTES = [
-    PageRoute(f"/{kind}{suffix}", make(kind), PageRule(Role.DEVELOPER))  # type: ignore[arg-type]
+    PageRoute(f"/{kind}{suffix}", make(kind), PageRule(Role.DEVELOPER))
     for kind in KINDS
     for suffix, make in (("", _runs), ("/{run_id}", _run))
 ]

@@ -8,14 +8,19 @@ from llmops.dashboard.access import PageRule
 from llmops.dashboard.charts import Series, line_chart
 from llmops.dashboard.routing import PageRequest, PageRoute
 from llmops.security.roles import Role
-from llmops.tracking.client import Tracker
+from llmops.tracking.client import RunInfo, Tracker
 
-MAX_RUNS = 200
+MAX_RUNS = 100
+
+
+def recent_runs(tracker: Tracker, experiment: str | None) -> list[RunInfo]:
+    """The latest ``MAX_RUNS`` runs, each with its params, tags and latest metrics."""
+    return [tracker.get_run(run.id) for run in tracker.list_runs(experiment, limit=MAX_RUNS)]
 
 
 def runs(page: PageRequest) -> Response:
     experiment = page.query("experiment")
-    found = Tracker.from_home(page.ui.home).list_runs(experiment, limit=MAX_RUNS)
+    found = recent_runs(Tracker.from_home(page.ui.home), experiment)
     return page.render("runs.html", runs=found, experiment=experiment or "")
 
 
