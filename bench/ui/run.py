@@ -22,7 +22,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,12 +70,13 @@ def add_requests(home: Home, count: int, key_ids: list[str], seed: int = 0) -> N
 
 def pages(seeded: Seeded) -> list[tuple[str, str]]:
     request_id = seeded.xss_request_id
+    deep = row_id_at(seeded.home, 199 * 50 - 1)  # the last row of page 199: the cursor of page 200
     return [
         ("static file (baseline)", "/ui/static/dashboard.css"),
         ("overview, 24h", "/ui/"),
         ("overview, 7d", "/ui/?window=7d"),
         ("requests, page 1", "/ui/requests"),
-        ("requests, page 200", "/ui/requests?page=200"),
+        ("requests, page 200", f"/ui/requests?before={deep}"),
         ("requests, by version", "/ui/requests?version=bot%402"),
         ("requests, text search", "/ui/requests?text=refund%20order"),
         ("request detail", f"/ui/requests/{request_id}"),
@@ -93,6 +94,13 @@ def pages(seeded: Seeded) -> list[tuple[str, str]]:
         ("pipelines", "/ui/pipelines"),
         ("loop", "/ui/loop"),
     ]
+
+
+def row_id_at(home: Home, position: int) -> str:
+    """The id of the request at ``position`` (0-based) of the log, newest first."""
+    query = select(GatewayRequest.id).order_by(GatewayRequest.ts.desc(), GatewayRequest.id.desc())
+    with home.store.read() as session:
+        return str(session.execute(query.offset(position).limit(1)).scalar_one())
 
 
 def login(client: TestClient, key: str) -> None:

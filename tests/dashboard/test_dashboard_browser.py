@@ -168,10 +168,14 @@ def test_every_page_as_an_admin_shows_the_seeded_store(admin: Watched, seeded: S
 
 def test_requests_filter_and_page_on_the_server_through_htmx(admin: Watched, seeded: Seeded) -> None:
     admin.visit("/ui/requests")
+    first_page = admin.text("#requests tbody")
+    last_shown = admin.page.locator("#requests tbody tr").last.locator("td a").inner_text()
     admin.page.click('a[rel="next"]')
-    admin.page.wait_for_url(re.compile(r".*page=2.*"))
+    admin.page.wait_for_url(re.compile(r".*before=req-.*"))
     admin.page.wait_for_load_state("networkidle")
-    assert _rows(admin, "#requests") == 50 and admin.page.locator('a[rel="prev"]').count() == 1
+    assert _rows(admin, "#requests") == 50 and admin.page.locator('a[rel="first"]').count() == 1
+    second_page = admin.text("#requests tbody")
+    assert last_shown not in second_page and second_page != first_page  # the page after, no overlap
     admin.page.fill('input[name="version"]', "bot@2")
     admin.page.fill('input[name="status"]', "200")
     admin.page.click('button:has-text("Search")')

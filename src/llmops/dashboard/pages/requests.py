@@ -18,10 +18,7 @@ def requests(page: PageRequest) -> Response:
     values = {name: value for name in FILTER_FIELDS if (value := page.query(name)) is not None}
     if "status" in values and not values["status"].isdigit():
         raise InvalidInput("status must be an HTTP status such as 200 or 502", param="status")
-    number = page.query("page") or "1"
-    if not number.isdigit() or int(number) < 1:
-        raise InvalidInput("page must be a whole number from 1", param="page")
-    found = request_page(page.ui.home, page.viewer, values, int(number))
+    found = request_page(page.ui.home, page.viewer, values, page.query("before"))
     query = urlencode(values)
     template = "_requests_table.html" if page.request.headers.get("hx-request") == "true" else "requests.html"
     return page.render(

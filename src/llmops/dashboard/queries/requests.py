@@ -46,12 +46,12 @@ def payload_reveal(viewer: Viewer) -> Reveal:
 @dataclass(frozen=True)
 class RequestPage:
     rows: list[RequestView]
-    page: int
+    before: str | None  # the request this page starts after (None: the newest)
     has_next: bool
     filters: dict[str, str]
 
 
-def _filter(home: Home, viewer: Viewer, values: dict[str, str], page: int) -> RequestFilter:
+def _filter(home: Home, viewer: Viewer, values: dict[str, str], before: str | None) -> RequestFilter:
     status = values.get("status")
     version = values.get("version")
     fields: dict[str, Any] = {
@@ -65,12 +65,13 @@ def _filter(home: Home, viewer: Viewer, values: dict[str, str], page: int) -> Re
         "since": parse_time(values["since"], param="since") if values.get("since") else None,
         "until": parse_time(values["until"], param="until") if values.get("until") else None,
     }
-    return RequestFilter(**fields, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return RequestFilter(**fields, limit=PAGE_SIZE + 1, before_id=before)
 
 
-def request_page(home: Home, viewer: Viewer, values: dict[str, str], page: int) -> RequestPage:
-    found = search_requests(home.store, _filter(home, viewer, values, page), payload_reveal(viewer))
-    return RequestPage(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE, values)
+def request_page(home: Home, viewer: Viewer, values: dict[str, str], before: str | None) -> RequestPage:
+    """A page of ``PAGE_SIZE`` requests, newest first, older than ``before`` (a request id) if given."""
+    found = search_requests(home.store, _filter(home, viewer, values, before), payload_reveal(viewer))
+    return RequestPage(found[:PAGE_SIZE], before, len(found) > PAGE_SIZE, values)
 
 
 def one_request(home: Home, viewer: Viewer, request_id: str) -> RequestDetail:
