@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := dev,postgres,redis,serve,evals,monitor,security,tracing,kubernetes,ray
+EXTRAS := dev,postgres,redis,serve,evals,monitor,security,tracing,kubernetes,ray,dashboard
 
 .PHONY: install demo test test-fast lint typecheck format clean
 

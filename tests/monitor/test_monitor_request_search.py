@@ -102,6 +102,16 @@ def test_filters_narrow_the_search_newest_first(logged: Home) -> None:
     assert _ids(logged, limit=2) == ["req-4", "req-3"]
 
 
+def test_before_id_pages_through_the_matches_newest_first(logged: Home) -> None:
+    pages, before = [], None
+    for _ in range(3):
+        found = [v.id for v in search_requests(logged.store, RequestFilter(limit=2, before_id=before))]
+        pages.append(found)
+        before = found[-1]
+    assert pages == [["req-4", "req-3"], ["req-2", "req-1"], ["req-0"]]
+    assert search_requests(logged.store, RequestFilter(before_id="no-such-request")) == []
+
+
 def test_feedback_joins_its_request(logged: Home) -> None:
     [view] = search_requests(logged.store, RequestFilter(model_version="support-bot@2"))
     assert [(f.id, f.thumbs, f.score) for f in view.feedback] == [

@@ -36,6 +36,7 @@ from llmops.cli import (
     runs,
     serve_gateway,
     train,
+    ui,
 )
 from llmops.cli.context import err_console
 from llmops.errors import LLMOpsError, invalid_config
@@ -67,6 +68,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(loop.app, name="loop")
+app.command("ui")(ui.ui)
 
 
 @app.callback()

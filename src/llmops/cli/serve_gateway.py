@@ -160,6 +160,7 @@ def serve(
         return
     names = ", ".join(d.name for d in resolved.deployments) or "no deployments yet"
     console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
+    console.print(f"dashboard on http://{resolved.host}:{resolved.port}/ui/ (log in with an API key)")
     if resolved.workers == 1:
         uvicorn.run(_app(resolved, ctx), host=resolved.host, port=resolved.port, log_level="warning")
         return
@@ -188,6 +189,7 @@ def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threa
     (``build_config``); the in-process replica joins its first arm."""
     import uvicorn
 
+    from llmops.dashboard import mount_dashboard
     from llmops.engine.config import EngineConfig
     from llmops.gateway.app import create_app
     from llmops.gateway.upstreams import AsgiUpstream
@@ -208,21 +210,29 @@ def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threa
     app = create_app(config, home_of(ctx), in_process={name: [AsgiUpstream(replica, replica_name)]})
     # The gateway's /metrics also shows the replica's engine gauges and request metrics.
     app.state.gateway.metrics.include(replica.state.service.metrics.registry, {"replica": replica_name})
+    mount_dashboard(app)
     console.print(
         f"gateway on http://{config.host}:{config.port} serving {ref} in-process as deployment {name!r}"
     )
+    console.print(f"dashboard on http://{config.host}:{config.port}/ui/ (log in with an API key)")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
 
 
 def _app(config: GatewayConfig, ctx: typer.Context) -> Any:
+    from llmops.dashboard import mount_dashboard
     from llmops.gateway.app import create_app
 
-    return create_app(config, home_of(ctx))
+    app = create_app(config, home_of(ctx))
+    mount_dashboard(app)
+    return app
 
 
 def worker_app() -> Any:
     """The app of one worker process (uvicorn factory), from the file ``serve`` wrote."""
+    from llmops.dashboard import mount_dashboard
     from llmops.gateway.app import create_app
     from llmops.store.home import open_home
 
-    return create_app(worker_config(), open_home())
+    app = create_app(worker_config(), open_home())
+    mount_dashboard(app)
+    return app

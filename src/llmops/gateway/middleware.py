@@ -7,8 +7,9 @@ from its Content-Length before it is read, or while it streams in. An API reques
 /v1/) the worker has no room for gets 503 with Retry-After before its body is read (``shedding``).
 An exception that escapes the app before the response started becomes an OpenAI-style 500 body
 without a trace or a path.
-Every response also carries headers that keep a browser from rendering or framing it: the gateway
-serves JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
+Every response also carries headers that keep a browser from rendering or framing it, unless a
+mounted app (the dashboard, with its own sessions and CSRF tokens) set its own: the API serves
+JSON and SSE only, and authenticates by bearer key, never by cookie, so a cross-site page can
 neither read its answers nor ride a session (there is none to ride: no CSRF surface).
 """
 
@@ -76,7 +77,7 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode()), *_missing(headers)]
             await send(message)
 
         api = scope["method"] == "POST" and scope["path"].startswith("/v1/")
@@ -134,6 +135,13 @@ class GatewayMiddleware:
             return message
 
         return limited
+
+
+def _missing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The security headers a response lacks: an app mounted beside the API (the dashboard) sets
+    its own policy, which must not be narrowed by the API's ``default-src 'none'``."""
+    present = {name.lower() for name, _ in headers}
+    return [(name, value) for name, value in SECURITY_HEADERS if name not in present]
 
 
 async def _send_error(send: Send, error: LLMOpsError, request_id: str) -> None:

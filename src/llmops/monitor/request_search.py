@@ -74,6 +74,10 @@ class RequestFilter(BaseModel):
         description="Case-insensitive text in the prompt or the completion (encrypted payloads never match).",
     )
     limit: int | None = Field(default=100, ge=1, description="At most this many rows (None: all).")
+    before_id: str | None = Field(
+        default=None,
+        description="Only requests older than this one (by time, then id): the next page after it.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RequestFilter:
@@ -101,6 +105,12 @@ class RequestFilter(BaseModel):
             query = query.where(
                 GatewayRequest.prompt.icontains(self.text, autoescape=True)
                 | GatewayRequest.completion.icontains(self.text, autoescape=True)
+            )
+        if self.before_id is not None:  # keyset paging: as fast on page 200 as on page 1
+            cursor = select(GatewayRequest.ts).where(GatewayRequest.id == self.before_id).scalar_subquery()
+            query = query.where(
+                (GatewayRequest.ts < cursor)
+                | ((GatewayRequest.ts == cursor) & (GatewayRequest.id < self.before_id))
             )
         return query if self.limit is None else query.limit(self.limit)
 
