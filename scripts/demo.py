@@ -96,6 +96,7 @@ def serve_and_maintain() -> None:
     # the loop's rollout drives the same supervisor; these let it start one again if it died
     ENV.update({"LLMOPS_GATEWAY_URL": gateway, "LLMOPS_GATEWAY_KEY": deployer})
     with background("gateway", "serve", "--config", str(config), ready=f"{gateway}/readyz"):
+        print(f"  dashboard: {gateway}/ui/  (log in with the deployer key {deployer})", flush=True)
         access = ("--gateway", gateway, "--gateway-key", deployer)
         llmops("deploy", "apply", str(DEPLOYMENT), *access)
         try:
@@ -147,6 +148,8 @@ def main() -> None:
     step("13. The audit log records every change and verifies its hash chain")
     llmops("audit", "verify")
     print(f"\nthe whole story took {(time.monotonic() - started) / 60:.1f} minutes")
+    print("look back over it in the dashboard: .venv/bin/llmops --home .llmops/demo ui")
+    print("  (log in with a key that `.venv/bin/llmops --home .llmops/demo keys create --name me` prints)")
 
 
 if __name__ == "__main__":
