@@ -149,7 +149,8 @@ def main() -> None:
     llmops("audit", "verify")
     print(f"\nthe whole story took {(time.monotonic() - started) / 60:.1f} minutes")
     print("look back over it in the dashboard: .venv/bin/llmops --home .llmops/demo ui")
-    print("  (log in with a key that `.venv/bin/llmops --home .llmops/demo keys create --name me` prints)")
+    print("  log in with the key that this prints:")
+    print("  .venv/bin/llmops --home .llmops/demo keys create --name me --role admin")
 
 
 if __name__ == "__main__":
