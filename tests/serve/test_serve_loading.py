@@ -137,7 +137,7 @@ def test_serving_an_adapter_routes_the_served_name_to_it(
     adapter = _adapter_dir(tmp_path / "fake-adapter", base=str(base))
     built: list[Any] = []
 
-    def build_backend(model: Any, engine: Any = None) -> Any:
+    def build_backend(model: Any, engine: Any = None, draft: Any = None) -> Any:
         built.append(model)
         return fake_backend
 
