@@ -20,16 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.reliability.harness import (
-    calibrate,
-    gateway_config,
-    metric,
-    processes,
-    report,
-    run_load,
-    start_gateway,
-    start_replica,
-)
+from tests.reliability.harness import gateway_config, metric, processes, report, start_gateway, start_replica
+from tests.reliability.load import calibrate, run_load
 
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.security.roles import Role

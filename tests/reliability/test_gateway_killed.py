@@ -18,10 +18,10 @@ from tests.reliability.harness import (
     logged_ids,
     processes,
     report,
-    run_load,
     start_gateway,
     start_replica,
 )
+from tests.reliability.load import run_load
 
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.store.home import Home

@@ -14,19 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.reliability.faults import RawServer
 from tests.reliability.harness import (
-    CHAT,
-    RawServer,
-    Tally,
     gateway_config,
     metric,
     processes,
     report,
-    run_load,
     start_gateway,
     start_model_replica,
     start_replica,
 )
+from tests.reliability.load import CHAT, Tally, run_load
 
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.security.roles import Role

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 from tests.reliability.harness import (
-    calibrate,
     gateway_config,
     processes,
     report,
-    run_load,
     start_gateway,
     start_replica,
     wait_for_rows,
 )
+from tests.reliability.load import calibrate, run_load
 
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.store.home import Home

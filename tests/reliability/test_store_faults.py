@@ -21,18 +21,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from tests.conftest import _postgres_schema_url
+from tests.reliability.faults import TcpProxy
 from tests.reliability.harness import (
-    Tally,
-    TcpProxy,
     gateway_config,
     metric,
     processes,
     report,
-    run_load,
     start_gateway,
     start_replica,
     wait_for_rows,
 )
+from tests.reliability.load import Tally, run_load
 
 from llmops.security.keys import KeySpec, KeyStore
 from llmops.security.roles import Role
