@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,11 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import CliRunner
 from tests.deploy.test_supervisor import _replica_processes, _stop_everything
-from tests.factories import make_tiny_model
-from tests.servers import serving
 
 from llmops.deploy.autoscale_metrics import textfile_path
 from llmops.deploy.local import LocalTarget
-from llmops.gateway.app import build_app
-from llmops.gateway.config import GatewayConfig
-from llmops.gateway.service import build_gateway
-from llmops.registry.client import Registry
-from llmops.security.keys import KeySpec, KeyStore
-from llmops.security.roles import Role
 from llmops.store import audit
-from llmops.store.home import Home, open_home
-from llmops.train.tokenizer import train_tokenizer
+from llmops.store.home import Home
 
 pytestmark = pytest.mark.slow
 
@@ -53,31 +43,6 @@ SPEC: dict[str, Any] = {
     "drain": {"grace_s": 15, "deregister_wait_s": 1.0},
     "gateway": {"price": {"free": True}},
 }
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    home = open_home()
-    folder = tmp_path / "tiny"
-    tokenizer = train_tokenizer([f"where is my order number {i}" for i in range(200)], folder, vocab_size=300)
-    make_tiny_model(folder, vocab_size=len(tokenizer))
-    registry = Registry.from_home(home)
-    registry.register(folder, "support-bot")
-    registry.set_alias("support-bot", "production", 1)
-    return home
-
-
-@pytest.fixture
-def gateway(home: Home) -> Iterator[tuple[str, str, str]]:
-    keys = KeyStore.from_home(home)
-    deployer = keys.create(KeySpec(name="deployer", role=Role.DEPLOYER)).key
-    consumer = keys.create(KeySpec(name="client", role=Role.CONSUMER)).key
-    config = GatewayConfig.model_validate(
-        {"allow_loopback_upstreams": True, "admin_sync_s": 0.5, "health": {"interval_s": 0.5}}
-    )
-    with serving(build_app(build_gateway(config, home))) as url:
-        yield url, deployer, consumer
 
 
 @dataclass
@@ -161,7 +126,7 @@ def _started(thread_target: Any) -> threading.Thread:
 
 
 def test_scales_out_under_a_burst_and_back_in_after_it(
-    home: Home,
+    deploy_home: Home,
     gateway: tuple[str, str, str],
     cli: CliRunner,
     tmp_path: Path,
@@ -170,7 +135,7 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
     url, deployer, consumer = gateway
     spec_file = tmp_path / "deployment.yaml"
     spec_file.write_text(yaml.safe_dump(SPEC))
-    target = LocalTarget(home, gateway_url=url, gateway_key=deployer)
+    target = LocalTarget(deploy_home, gateway_url=url, gateway_key=deployer)
     timeline = Timeline(target)
     trickle = Clients(url, consumer, clients=1, cap=100_000, pause_s=0.2)
     burst = Clients(url, consumer, clients=BURST_CLIENTS, cap=BURST_CAP)
@@ -201,7 +166,7 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
         for thread in threads:
             thread.join(timeout=90)
 
-        events = _autoscaler_events(home)
+        events = _autoscaler_events(deploy_home)
         with capsys.disabled():  # the timeline, for docs/deployment.md
             print(f"\nburst: {len(burst.results)} requests by {BURST_CLIENTS} clients from "
                   f"{burst_started:.1f}s to {burst_stopped:.1f}s")  # fmt: skip
@@ -224,7 +189,9 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
 
         exported = {
             (s.name, s.labels.get("direction")): s.value
-            for family in text_string_to_metric_families(textfile_path(home, "support-bot").read_text())
+            for family in text_string_to_metric_families(
+                textfile_path(deploy_home, "support-bot").read_text()
+            )
             for s in family.samples
         }
         assert exported[("llmops_autoscale_decisions_total", "up")] == len(ups)
@@ -240,7 +207,7 @@ def test_scales_out_under_a_burst_and_back_in_after_it(
         trickle.stop.set()
         timeline.stop.set()
         _stop_everything(target)
-        assert _wait(lambda: not _replica_processes(home), "every replica to stop", 30)
+        assert _wait(lambda: not _replica_processes(deploy_home), "every replica to stop", 30)
 
 
 def _ask_ok(url: str, key: str) -> bool:
