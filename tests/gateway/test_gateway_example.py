@@ -87,6 +87,18 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the gateway did not become ready")
 
 
+def _wait_for_both_workers(url: str, headers: dict[str, str]) -> None:
+    """/readyz answers once one worker is up; the second may still be importing on a busy machine."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        if len({s.labels.get("pid") for s in samples if s.name == PROCESS_SAMPLES[0]}) >= 2:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the second gateway worker did not start")
+
+
 def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -113,6 +125,7 @@ def test_the_example_serves_a_request_through_two_workers(tmp_path: Path, gw: An
         args = [sys.executable, "-m", "llmops", "serve", "--config", str(config)]
         with _running([*args, "--port", str(port), "--allow-loopback"], env) as gateway:
             _wait_ready(url, gateway)
+            _wait_for_both_workers(url, gw.bearer(developer))
             body = {
                 "model": "support-bot",
                 "messages": [{"role": "user", "content": "hello"}],

@@ -57,8 +57,21 @@ class Process:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+    def fds(self, *, pooled_to: tuple[int, ...] = ()) -> int:
+        """Open file descriptors, leaving out TCP connections to the ``pooled_to`` ports: keep-alive
+        connections to replicas that the gateway's bounded pool holds more or fewer of with the load."""
+        links = [os.readlink(f"/proc/{self.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{self.pid}/fd")]
+        pooled = self._sockets_to(set(pooled_to)) if pooled_to else set()
+        return sum(1 for link in links if link not in pooled)
+
+    def _sockets_to(self, ports: set[int]) -> set[str]:
+        found = set()
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) in ports:
+                    found.add(f"socket:[{fields[9]}]")
+        return found
 
     def tasks(self) -> int:
         return int(httpx.get(self.url + "/_reliability/tasks", timeout=60).json()["tasks"])
