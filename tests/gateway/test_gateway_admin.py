@@ -79,6 +79,13 @@ async def test_admin_api(home: Home, make_key: Any, gw: Any) -> None:
         assert rows.status_code == 200 and len(rows.json()) == 2 and new_key not in rows.text
         schema = (await client.get("/openapi.json")).json()
         assert {"/api/keys", "/api/deployments/{name}/split", "/v1/chat/completions"} <= set(schema["paths"])
+        paths = schema["paths"]
+        revoke = paths["/api/keys"]["post"]["responses"]["201"]["links"]["RevokeKey"]
+        assert revoke["operationId"] == paths["/api/keys/{key_id}/revoke"]["post"]["operationId"]
+        assert revoke["parameters"] == {"key_id": "$response.body#/id"}  # the created key's id
+        logged = paths["/v1/chat/completions"]["post"]["responses"]["200"]["links"]["GetLoggedRequest"]
+        assert logged["operationId"] == paths["/api/requests/{request_id}"]["get"]["operationId"]
+        assert logged["parameters"] == {"request_id": "$response.header.x-request-id"}
         assert (await client.get("/metrics", headers=gw.bearer(developer))).status_code == 200
     with home.store.read() as session:
         actions = [e.action for e in audit.iter_events(session)]

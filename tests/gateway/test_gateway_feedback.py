@@ -192,3 +192,29 @@ async def test_a_configured_reference_is_stored_once_across_restarts(home: Home,
     assert actions.count("monitor.drift_reference.set") == 1
     [reference] = load_references(home.store)
     assert (reference.deployment, reference.source) == ("support-bot", "dataset intent-ref@1")
+
+
+async def test_an_answer_id_is_found_by_any_gateway_worker(
+    home: Home, make_key: Callable[..., str], gw: Any
+) -> None:
+    """Two gateways on one store stand for two workers: feedback naming the answer's own id
+    (``chatcmpl-...``) reaches the request whichever worker answered it, through the request log."""
+    key, stranger = make_key(), make_key()
+    config = gw.config(gw.deployment(), request_log={"flush_interval_s": 0.05, "mode": "strict"})
+    upstreams = gw.in_process(**{"support-bot": gw.MockUpstream("s")})
+    async with gw.client(home, config, upstreams) as (first, _):
+        answer = await first.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(key))
+        assert answer.status_code == 200, answer.text
+        request_id, answer_id = answer.headers["x-request-id"], answer.json()["id"]
+    async with gw.client(home, config, upstreams) as (second, gateway):
+        assert gateway.pipeline.request_of(answer_id) is None  # this worker never saw the answer
+        theirs = {"request_id": answer_id, "thumbs": "up"}
+        refused = await second.post("/v1/feedback", json=theirs, headers=gw.bearer(stranger))
+        assert refused.status_code == 404 and refused.json()["error"]["param"] == "request_id"
+        stored = await second.post(
+            "/v1/feedback", json={"request_id": answer_id, "thumbs": "down"}, headers=gw.bearer(key)
+        )
+        assert stored.status_code == 201, stored.text
+        assert stored.json()["request_id"] == request_id  # joined to the request, not the answer id
+        unknown = {"request_id": "chatcmpl-never-answered", "thumbs": "up"}
+        assert (await second.post("/v1/feedback", json=unknown, headers=gw.bearer(key))).status_code == 404

@@ -89,11 +89,14 @@ def _feedback_route(router: APIRouter) -> None:
 
         body = _json_body(await request.body())
         gateway: Gateway = request.app.state.gateway
+        answered_as = None
         if isinstance(body, dict) and isinstance(body.get("request_id"), str):
-            # a response's own id (chatcmpl-..., cmpl-...) stands for the request that got it
-            request_id = gateway.pipeline.request_of(body["request_id"])
-            body = {**body, "request_id": request_id} if request_id else body
-        stored = await monitor.monitor.submit_feedback(body, key_id=principal.key_id, may_rate=may_rate)
+            # a response's own id (chatcmpl-..., cmpl-...) stands for the request that got it; this
+            # worker remembers its recent ones, the request log holds every worker's
+            answered_as = gateway.pipeline.request_of(body["request_id"])
+        stored = await monitor.monitor.submit_feedback(
+            body, key_id=principal.key_id, may_rate=may_rate, answered_as=answered_as
+        )
         return JSONResponse(stored.to_json(), status_code=201)
 
 

@@ -110,6 +110,8 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     value = body.get("max_completion_tokens", body.get("max_tokens"))
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 is an integer to JSON Schema, and to the replica
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidInput("`max_tokens` must be a positive integer", param="max_tokens")
     return value

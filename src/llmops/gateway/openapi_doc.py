@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from llmops.gateway.openai_request import URL_FIELDS
+from llmops.gateway.openapi_links import add_links
 from llmops.gateway.policy import route_policy
 from llmops.gateway.upstream_urls import UPSTREAM_URL_PATTERN
 from llmops.openapi_contract import attach_error_responses, case_insensitive, finish_document
@@ -89,6 +90,7 @@ def install_document(app: FastAPI, deployments: list[str]) -> None:
             _add_request_schemas(document, deployments)
             _add_deployment_rules(document["components"]["schemas"])
             document["components"]["securitySchemes"] = BEARER
+            add_links(document)
             for path, item in document["paths"].items():
                 for method, operation in item.items():
                     if (method, path) in keyed:

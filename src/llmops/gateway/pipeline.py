@@ -54,7 +54,7 @@ from llmops.gateway.upstreams import UpstreamDisconnected
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
-RESPONSE_IDS_KEPT = 100_000
+RESPONSE_IDS_KEPT = 10_000  # answers not yet in the request log; the log holds the rest
 
 
 def not_served_error(request_id: str, failure: NotServed) -> LLMOpsError:
@@ -360,6 +360,7 @@ class Pipeline:
             model_version=outcome.model_version,
             arm=outcome.arm,
             replica=outcome.replica,
+            response_id=outcome.response_id,
             stream=ctx.parsed.stream,
             prompt=ctx.parsed.prompt_text,
             completion=outcome.completion,

@@ -65,6 +65,7 @@ COLUMN_LIMITS = {
     "arm": 100,
     "replica": 300,
     "shadow_of": 64,
+    "response_id": 64,
 }
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 
@@ -83,6 +84,7 @@ class RequestLogRecord:
     arm: str | None = None
     replica: str | None = None
     shadow_of: str | None = None
+    response_id: str | None = None
     stream: bool = False
     prompt: str | None = None
     completion: str | None = None

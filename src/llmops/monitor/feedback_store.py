@@ -16,6 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from llmops.errors import InvalidInput
 from llmops.monitor.feedback import Feedback
 from llmops.security.payload_protection import PayloadProtection
@@ -82,6 +84,22 @@ def find_request(store: Store, request_id: str) -> FeedbackTarget | None:
         if row is None or row.shadow_of is not None:
             return None
         return FeedbackTarget(row.id, row.model_version, row.key_id)
+
+
+RESPONSE_CANDIDATES = 50
+
+
+def find_response(store: Store, response_id: str) -> list[FeedbackTarget]:
+    """The logged requests answered with the response id ``response_id`` (``chatcmpl-...``), newest
+    first (a cached answer repeats its id, so there may be several; shadow copies excluded)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(GatewayRequest.id, GatewayRequest.model_version, GatewayRequest.key_id)
+            .where(GatewayRequest.response_id == response_id, GatewayRequest.shadow_of.is_(None))
+            .order_by(GatewayRequest.ts.desc())
+            .limit(RESPONSE_CANDIDATES)
+        ).all()
+    return [FeedbackTarget(row.id, row.model_version, row.key_id) for row in rows]
 
 
 def protect_text(feedback: Feedback, protection: PayloadProtection) -> Feedback:

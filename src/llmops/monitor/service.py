@@ -38,6 +38,7 @@ from llmops.monitor.feedback_store import (
     RecentRequests,
     feedback_row,
     find_request,
+    find_response,
     protect_text,
     receipt,
 )
@@ -160,24 +161,31 @@ class Monitor:
         return feedback
 
     async def submit_feedback(
-        self, body: Any, *, key_id: str | None, may_rate: MayRate | None = None
+        self,
+        body: Any,
+        *,
+        key_id: str | None,
+        may_rate: MayRate | None = None,
+        answered_as: str | None = None,
     ) -> FeedbackReceipt:
         """Validate, attach to its request, count and store one feedback (``POST /v1/feedback``).
 
-        ``InvalidInput`` names a malformed field; ``NotFound`` (on ``request_id``) when the request
-        is neither recent nor in the request log, or ``may_rate(target)`` refuses it (another key's
-        request is reported as unknown, so ids of others cannot be probed).
+        ``request_id`` is the request's id (the ``x-request-id`` header) or the answer's own id
+        (``chatcmpl-...``), looked up in the request log so that any worker finds it;
+        ``answered_as`` is the request id this worker remembers for that answer id, tried first (the
+        row may not be written yet). ``InvalidInput`` names a malformed field; ``NotFound`` (on
+        ``request_id``) when no request matches or ``may_rate(target)`` refuses every match
+        (another key's request is reported as unknown, so ids of others cannot be probed).
         """
         feedback = parse_feedback(body)
-        target = self.recent.get(feedback.request_id)
-        if target is None and self.store is not None:
-            target = await asyncio.to_thread(find_request, self.store, feedback.request_id)
-        if target is None or (may_rate is not None and not may_rate(target)):
+        target = await self._feedback_target(feedback.request_id, answered_as, may_rate)
+        if target is None:
             raise NotFound(
                 f"no request {feedback.request_id!r} answered with this key; send the response's "
-                "x-request-id header (its 'id' field is accepted only shortly after the answer)",
+                "x-request-id header or its 'id' field",
                 param="request_id",
             )
+        feedback = feedback.model_copy(update={"request_id": target.request_id})
         stored = feedback
         if feedback.comment or feedback.corrected_output:
             stored = await asyncio.to_thread(protect_text, feedback, self.protection)
@@ -187,6 +195,27 @@ class Monitor:
         if self.writer is not None:
             self.writer.submit(row)
         return receipt(row, feedback)
+
+    async def _feedback_target(
+        self, given: str, answered_as: str | None, may_rate: MayRate | None
+    ) -> FeedbackTarget | None:
+        """The request ``given`` names (by request id, then by answer id) that ``may_rate`` allows."""
+
+        def allowed(target: FeedbackTarget | None) -> bool:
+            return target is not None and (may_rate is None or may_rate(target))
+
+        for request_id in (answered_as, given):
+            if request_id is None:
+                continue
+            target = self.recent.get(request_id)
+            if target is None and self.store is not None:
+                target = await asyncio.to_thread(find_request, self.store, request_id)
+            if allowed(target):
+                return target
+        if self.store is None:
+            return None
+        candidates = await asyncio.to_thread(find_response, self.store, given)
+        return next((target for target in candidates if allowed(target)), None)
 
     async def start(self) -> None:
         """Start the store writer, scheduled drift checks and alert evaluation (on the serving loop)."""

@@ -242,6 +242,8 @@ class GatewayRequest(Base):
     arm: Mapped[str | None] = mapped_column(String(100))
     replica: Mapped[str | None] = mapped_column(String(300))
     shadow_of: Mapped[str | None] = mapped_column(String(64))
+    # the answer's own id (chatcmpl-..., cmpl-...): feedback may name it instead of the request id
+    response_id: Mapped[str | None] = mapped_column(String(64), index=True)
     stream: Mapped[bool]
     prompt: Mapped[str | None] = mapped_column(Text)
     completion: Mapped[str | None] = mapped_column(Text)
