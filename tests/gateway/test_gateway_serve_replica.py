@@ -66,3 +66,22 @@ async def test_gateway_in_front_of_an_in_process_serve_app(home: Home, make_key:
         assert streamed.text.endswith("data: [DONE]\n\n") and '"usage"' not in streamed.text
         await gateway.health.check_once()
         assert all(r.healthy for r in gateway.table.get("support-bot").replicas())
+
+
+async def test_a_replica_leaves_rotation_after_failure_threshold_probes_in_a_row(home: Home, gw: Any) -> None:
+    sick = gw.MockUpstream("s")
+    config = gw.config(health={"failure_threshold": 3, "interval_s": 60})
+    async with gw.client(home, config, gw.in_process(**{"support-bot": sick})) as (_, gateway):
+        [replica] = gateway.table.get("support-bot").replicas()
+        sick.healthy = False
+        for _ in range(2):
+            await gateway.health.check_once()
+            assert replica.healthy  # one or two lost probes do not eject the only replica
+        await gateway.health.check_once()
+        assert not replica.healthy and replica.probe_failures == 3
+        sick.healthy = True
+        await gateway.health.check_once()
+        assert replica.healthy and replica.probe_failures == 0  # one good probe brings it back
+        sick.healthy = False
+        await gateway.health.check_once()
+        assert replica.healthy and replica.probe_failures == 1  # the count starts again

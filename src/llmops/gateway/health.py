@@ -1,7 +1,9 @@
 """Active health checks: every replica's health path is probed at an interval.
 
-A replica that fails a probe is taken out of rotation until a probe succeeds again; passive
-ejection (the circuit breaker in ``routing.Replica``) works alongside on live traffic.
+A replica that fails ``failure_threshold`` probes in a row is taken out of rotation until a probe
+succeeds again (one lost probe does not eject it: with a single upstream, such as a Ray Serve
+proxy, that would refuse every request for an interval); passive ejection (the circuit breaker in
+``routing.Replica``) works alongside on live traffic.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ class HealthChecker:
         ]
         results = await asyncio.gather(*(self._probe(r, path) for r, path in probes))
         for (replica, _), ok in zip(probes, results, strict=True):
-            replica.healthy = ok
+            self._record(replica, ok)
+
+    def _record(self, replica: Replica, ok: bool) -> None:
+        if ok:
+            replica.probe_failures = 0
+            replica.healthy = True
+            return
+        replica.probe_failures += 1
+        if replica.probe_failures >= self.config.failure_threshold:
+            replica.healthy = False
 
     async def _probe(self, replica: Replica, path: str) -> bool:
         try:

@@ -32,6 +32,7 @@ class Replica:
     upstream: Upstream
     outstanding: int = 0
     healthy: bool = True
+    probe_failures: int = 0  # consecutive failed active health probes
     failures: int = 0
     ejected_until: float = 0.0
     last_error: str | None = field(default=None)
