@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,postgres,redis,serve,evals,monitor,security,tracing,kubernetes,ray,dashboard
 
-.PHONY: install demo test test-fast lint typecheck format clean
+.PHONY: install demo test test-fast bench lint typecheck format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# every benchmark, one markdown report (bench/out/report.md); peers install into bench/.envs/.
+# BENCH_ARGS="--quick" for smoke sizes, "--only engine ui" to pick sections.
+bench: install
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 test-fast: install
 	$(BIN)/pytest -m "not slow"

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import Result, run_load  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from peers import LITELLM, ensure  # noqa: E402
+
 MOCK = ROOT / "tests" / "gateway" / "mock_upstream.py"
 REDIS_PREFIX = f"bench:{uuid.uuid4().hex[:8]}:"
 CHAT = {"model": "bench", "messages": [{"role": "user", "content": "hello " * 20}], "max_tokens": 16}
@@ -271,7 +274,14 @@ def main() -> None:
     parser.add_argument("--upstream-client", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--redis", help="Redis URL: limits and budgets in Redis instead of memory.")
     parser.add_argument("--litellm", type=Path, help="A venv with litellm[proxy] to measure side by side.")
+    parser.add_argument(
+        "--with-litellm",
+        action="store_true",
+        help="Measure LiteLLM's proxy side by side, installing it into bench/.envs/litellm if missing.",
+    )
     args = parser.parse_args()
+    if args.with_litellm and args.litellm is None:
+        args.litellm = ensure(LITELLM).parent.parent
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     os.environ["LLMOPS_HOME"] = str(work / "home")
     lines = [
