@@ -1,13 +1,14 @@
 # Two entry points that work on a fresh clone with only Python 3.11+:
 #   make demo   the whole loop on embedded defaults (SQLite, local files, in-process engine)
 #   make test   lint (ruff), types (mypy on src/) and the test suite (pytest)
+#   make bench  every benchmark, one markdown report (BENCH_ARGS="--quick --only engine,ui"); not part of test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,postgres,redis,serve,evals,monitor,security,tracing,kubernetes,ray,dashboard
 
-.PHONY: install demo test test-fast lint typecheck format clean
+.PHONY: install demo test test-fast lint typecheck format clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ test: lint typecheck
 
 test-fast: install
 	$(BIN)/pytest -m "not slow"
+
+bench: install
+	PYTHONPATH=src:. $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 format: install
 	$(BIN)/ruff format src tests bench scripts

