@@ -102,7 +102,7 @@ SECTIONS: list[Section] = [
         ["bench/optimise/speculative.py", "--prompts", "10"],
     ),
     Section(
-        "ui", "Dashboard pages", ["bench/ui/run.py"], ["bench/ui/run.py", "--rows", "2000", "--loads", "3"]
+        "ui", "Dashboard pages", ["bench/ui/run.py"], ["bench/ui/run.py", "--rows", "10000", "--loads", "3"]
     ),
 ]
 
