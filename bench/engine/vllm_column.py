@@ -70,11 +70,9 @@ def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subpro
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
-def start_replica(model_dir: Path, port: int, work: Path, engine_loop: str | None) -> subprocess.Popen[bytes]:
+def start_replica(model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
     """``llmops replica`` on the same weights, with the engine settings of the in-process row."""
     engine = dict(ours.ENGINE_SETTINGS)
-    if engine_loop is not None:
-        engine["engine_loop"] = engine_loop
     command = [
         sys.executable,
         *("-m", "llmops", "replica", "--model", str(model_dir), "--served-model-name", "bench"),
@@ -194,14 +192,8 @@ def main() -> None:
     parser.add_argument("--poisson-requests", type=int, default=64)
     parser.add_argument("--port", type=int, default=18950)
     parser.add_argument("--skip-vllm", action="store_true", help="measure only our rows (no vLLM install)")
-    parser.add_argument(
-        "--engine-loops",
-        default="",
-        help="comma-separated replica engine_loop settings to measure side by side (default: the replica's)",
-    )
     args = parser.parse_args()
     python = None if args.skip_vllm else ensure_vllm()
-    loops: list[str | None] = [x for x in args.engine_loops.split(",") if x] or [None]
     load_start, uptime = os.getloadavg(), subprocess.run(["uptime"], capture_output=True, text=True).stdout
     rows: list[tuple[str, float, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,18 +208,15 @@ def main() -> None:
         arrivals = poisson_arrivals(args.poisson_requests, rate, seed=201)
         ours_ttft = ours.poisson_ttft(backend, poisson_prompts, arrivals, args.new_tokens)
         asyncio.run(backend.shutdown())
-        for loop in loops:
-            replica = start_replica(model_dir, args.port, work, loop)
-            try:
-                wait_ready(args.port, replica, work, name="replica")
-                seconds, ttft = measure_server(
-                    args.port, "bench", runs, (poisson_prompts, arrivals), args.new_tokens
-                )
-            finally:
-                _stop(replica)
-            rows.append(
-                (f"ours: llmops replica over HTTP{f' (engine_loop={loop})' if loop else ''}", seconds, ttft)
+        replica = start_replica(model_dir, args.port, work)
+        try:
+            wait_ready(args.port, replica, work, name="replica")
+            seconds, ttft = measure_server(
+                args.port, "bench", runs, (poisson_prompts, arrivals), args.new_tokens
             )
+        finally:
+            _stop(replica)
+        rows.append(("ours: llmops replica over HTTP", seconds, ttft))
         rows.append(("ours: engine in-process (no HTTP)", ours_s, ours_ttft))
         if python is not None:
             server = start_server(python, model_dir, args.port, work)
