@@ -66,7 +66,9 @@ def describe(model_dir: str | Path) -> EncoderInfo:
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"no readable config.json in {Path(model_dir).name}: {exc}", param="model") from None
+        raise InvalidInput(
+            f"no readable config.json in {Path(model_dir).name}: {exc}", param="model"
+        ) from None
     if not is_encoder_config(config):
         raise InvalidInput(
             f"{Path(model_dir).name} is a {config.get('model_type')!r} model, not an encoder", param="model"
@@ -128,7 +130,9 @@ def encoder_config(
         tie_word_embeddings=spec.tie_embeddings,
     )
     if task == "classification":
-        settings.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+        settings.update(
+            id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+        )
     return BertConfig(**settings)
 
 
@@ -150,7 +154,8 @@ def load_encoder(
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     if config.model_type not in ENCODER_MODEL_TYPES:
         raise InvalidInput(
-            f"{path.name} is a {config.model_type!r} model; an encoder recipe tunes a bert encoder", param=param
+            f"{path.name} is a {config.model_type!r} model; an encoder recipe tunes a bert encoder",
+            param=param,
         )
     try:
         if task == "classification":

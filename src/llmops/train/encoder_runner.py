@@ -139,7 +139,9 @@ def _model(
 ) -> PreTrainedModel:
     task = _spec(recipe).task
     if isinstance(recipe.model, NewModelSpec):
-        model = build_encoder(encoder_config(recipe.model, tokenizer, task, labels), task, seed=recipe.optim.seed)
+        model = build_encoder(
+            encoder_config(recipe.model, tokenizer, task, labels), task, seed=recipe.optim.seed
+        )
     else:
         assert job.inputs.base_model_dir is not None
         with torch.random.fork_rng(devices=[]):
@@ -149,7 +151,9 @@ def _model(
             model.resize_token_embeddings(len(tokenizer))
     limit = int(model.config.max_position_embeddings)
     if recipe.max_seq_len > limit:
-        raise InvalidInput(f"max_seq_len {recipe.max_seq_len} exceeds the model's {limit}", param="max_seq_len")
+        raise InvalidInput(
+            f"max_seq_len {recipe.max_seq_len} exceeds the model's {limit}", param="max_seq_len"
+        )
     return model
 
 
@@ -208,5 +212,8 @@ class EncoderTrainer(Trainer):
             return F.cross_entropy(logits.float(), batch.labels[:, 1], reduction="sum")
         vocab = logits.shape[-1]
         return F.cross_entropy(
-            logits.float().reshape(-1, vocab), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.float().reshape(-1, vocab),
+            batch.labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )

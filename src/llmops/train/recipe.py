@@ -258,7 +258,9 @@ class Recipe(_Strict):
             raise RecipeFieldError(
                 "encoder", "the encoder section is required for kind encoder and not allowed otherwise"
             )
-        encoder_arch = isinstance(self.model, NewModelSpec) and self.model.architecture in ENCODER_ARCHITECTURES
+        encoder_arch = (
+            isinstance(self.model, NewModelSpec) and self.model.architecture in ENCODER_ARCHITECTURES
+        )
         if encoder_arch and self.kind != "encoder":
             raise RecipeFieldError("model.architecture", "bert is an encoder: use kind encoder")
         if self.kind == "distill":
@@ -303,7 +305,9 @@ class Recipe(_Strict):
                     "tokenizer.source", "an encoder from config has no base model: use 'train' or 'ref'"
                 )
         elif self.tokenizer.source != "base":
-            raise RecipeFieldError("tokenizer.source", "an encoder tuned from a base uses its tokenizer: 'base'")
+            raise RecipeFieldError(
+                "tokenizer.source", "an encoder tuned from a base uses its tokenizer: 'base'"
+            )
         if self.packing:
             raise RecipeFieldError("packing", "an encoder sees one text per row: set packing: false")
         wanted = "prompt_completion" if self.encoder.task == "classification" else "text"
