@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from llmops.evals.confusion import LABEL_KINDS, confusion_matrix
 from llmops.evals.gates import GateReport
 from llmops.evals.report import (
     direction_text,
@@ -18,7 +19,6 @@ from llmops.evals.report import (
     verdict_text,
 )
 from llmops.evals.results import Comparison, ExampleOutcome, MetricSummary, RunResults, RunSummary
-from llmops.evals.confusion import LABEL_KINDS, confusion_matrix
 from llmops.evals.svg_plots import confusion_svg, histogram_svg, scatter_svg
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
