@@ -154,10 +154,10 @@ def confusion_svg(labels: Sequence[str], counts: Sequence[Sequence[int]], *, tit
             )
     base = top + cell * len(labels) + 6
     for c, name in enumerate(columns):
-        x = left + c * cell + cell / 2
+        cx = left + c * cell + cell / 2
         parts.append(
-            f'<text x="{x:.1f}" y="{base}" font-size="10" text-anchor="end" '
-            f'transform="rotate(-60 {x:.1f} {base})">{escape(_short(name))}</text>'
+            f'<text x="{cx:.1f}" y="{base}" font-size="10" text-anchor="end" '
+            f'transform="rotate(-60 {cx:.1f} {base})">{escape(_short(name))}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts)
