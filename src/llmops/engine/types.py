@@ -120,6 +120,22 @@ class ModelInfo:
     model_id: str
     max_model_len: int
     adapters: tuple[str, ...] = ()
+    # generation (a decoder), or an encoder's task: classification, embedding
+    task: str = "generation"
+    architecture: str | None = None
+
+    @property
+    def generates(self) -> bool:
+        return self.task == "generation"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One text's label and the probability of every label (by name), from an encoder classifier."""
+
+    label: str
+    scores: dict[str, float]
+    prompt_tokens: int
 
 
 class Backend(ABC):
@@ -152,6 +168,18 @@ class Backend(ABC):
         from llmops.errors import InvalidInput
 
         raise InvalidInput("this backend does not serve embeddings", param="model")
+
+    async def classify(self, texts: list[str]) -> list[Classification]:
+        """Labels of ``texts``; backends without a classification head raise InvalidInput."""
+        from llmops.errors import InvalidInput
+
+        info = self.info()
+        raise InvalidInput(
+            f"model {info.model_id!r} is a {info.architecture or 'generative'} {info.task} model without a "
+            "classification head: /v1/classify needs an encoder classifier version (kind encoder, task "
+            "classification)",
+            param="model",
+        )
 
     def count_tokens(self, text: str) -> int | None:
         """Token count of ``text`` for this model, or None when the backend cannot tell."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from llmops.evals.confusion import LABEL_KINDS, confusion_matrix
 from llmops.evals.gates import GateReport
 from llmops.evals.report import (
     direction_text,
@@ -18,7 +19,7 @@ from llmops.evals.report import (
     verdict_text,
 )
 from llmops.evals.results import Comparison, ExampleOutcome, MetricSummary, RunResults, RunSummary
-from llmops.evals.svg_plots import histogram_svg, scatter_svg
+from llmops.evals.svg_plots import confusion_svg, histogram_svg, scatter_svg
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _STYLE = """
@@ -119,6 +120,10 @@ def _metric_section(results: RunResults, metric: MetricSummary, examples: int) -
             y_label=metric_id,
         ),
     ]
+    if metric.info.kind in LABEL_KINDS:
+        matrix = confusion_matrix(results, metric_id)
+        if matrix is not None:
+            plots.append(confusion_svg(matrix.labels, matrix.counts, title=f"{metric_id}: confusion matrix"))
     worst = _worst_examples(results, metric, examples)
     return (
         f"<section><h3>{_e(metric_id)}</h3>"

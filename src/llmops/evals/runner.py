@@ -153,6 +153,12 @@ class EvalRunner:
         return RunResults(suite=suite.name, model=model.ref, outcomes=tuple(outcomes))
 
     def _generator(self, model: ModelVersionInfo) -> Generator:
+        if model.format == "hf-encoder":
+            if model.digest not in self._generators:
+                from llmops.evals.classifier import ClassifierGenerator
+
+                self._generators[model.digest] = ClassifierGenerator(self.registry.local_path(model.ref))
+            return self._generators[model.digest]
         if model.format != "hf-causal-lm":
             raise InvalidInput(
                 f"{model.ref} is a {model.format}; evaluate a merged model or its base for now", param="model"

@@ -1,4 +1,5 @@
-"""Small inline SVG plots for the HTML report: a histogram and a scatter plot.
+"""Small inline SVG plots for the HTML report: a histogram, a scatter plot and a
+confusion matrix.
 
 Hand-drawn so the report needs no plotting library and stays one self-contained file. Every label
 is escaped; numbers are formatted, never taken from user text raw.
@@ -119,3 +120,48 @@ def scatter_svg(xs: Sequence[float], ys: Sequence[float], *, title: str, x_label
         for a, b in points
     ]
     return _frame(title, x_label, y_label, body, x, y)
+
+
+def confusion_svg(labels: Sequence[str], counts: Sequence[Sequence[int]], *, title: str) -> str:
+    """A confusion matrix as a heat map: rows are references, columns predictions (the last column
+    is predictions naming no label); each cell shows its count, darker for more."""
+    columns = [*labels, "(none)"]
+    cell, left, top = 28, 150, 40
+    width = left + cell * len(columns) + 12
+    height = top + cell * len(labels) + 150
+    peak = max((value for row in counts for value in row), default=0) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="12">{escape(title)}</text>',
+        f'<text x="{left - 6}" y="{top - 8}" font-size="10" text-anchor="end">reference \\ prediction</text>',
+    ]
+    for r, row in enumerate(counts):
+        y = top + r * cell
+        parts.append(
+            f'<text x="{left - 6}" y="{y + cell / 2 + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{escape(_short(labels[r]))}</text>"
+        )
+        for c, value in enumerate(row):
+            x = left + c * cell
+            shade = value / peak
+            fill = f"rgba(76,120,168,{shade:.3f})"
+            ink = "#fff" if shade > 0.5 else "#333"
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#ccc"/>'
+                f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" font-size="10" '
+                f'text-anchor="middle" fill="{ink}">{int(value)}</text>'
+            )
+    base = top + cell * len(labels) + 6
+    for c, name in enumerate(columns):
+        cx = left + c * cell + cell / 2
+        parts.append(
+            f'<text x="{cx:.1f}" y="{base}" font-size="10" text-anchor="end" '
+            f'transform="rotate(-60 {cx:.1f} {base})">{escape(_short(name))}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,7 +1,8 @@
 """Model-file safety checks run before anything is registered or loaded.
 
 Only safetensors weights are accepted: pickle-based files can run code when loaded. A directory is
-a Hugging Face causal LM (``config.json``) or a PEFT adapter (``adapter_config.json``).
+a Hugging Face causal LM (``config.json``), an encoder (``config.json`` of a BERT-family model, format
+``hf-encoder``) or a PEFT adapter (``adapter_config.json``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from llmops.errors import InvalidInput
 from llmops.security.model_files import check_model_dir, check_trust_remote_code
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-ModelFormat = Literal["hf-causal-lm", "peft-adapter"]
+ModelFormat = Literal["hf-causal-lm", "hf-encoder", "peft-adapter"]
+# model_type values of the encoder families llmops trains and serves (``train.encoder``)
+ENCODER_MODEL_TYPES = frozenset({"bert"})
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,8 @@ def inspect_model_dir(
         kind: ModelFormat = "peft-adapter"
         config = _read_json(path / "adapter_config.json")
     elif (path / "config.json").exists():
-        kind = "hf-causal-lm"
         config = _read_json(path / "config.json")
+        kind = "hf-encoder" if config.get("model_type") in ENCODER_MODEL_TYPES else "hf-causal-lm"
     else:
         raise InvalidInput(
             f"{path} has no config.json (nor adapter_config.json): save the model with save_pretrained",

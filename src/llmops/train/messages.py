@@ -63,7 +63,9 @@ class TrainingResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["pretrain", "finetune", "lora", "distill"] = Field(description="The recipe's kind.")
+    kind: Literal["pretrain", "finetune", "lora", "distill", "encoder"] = Field(
+        description="The recipe's kind."
+    )
     output_dir: Path = Field(description="Folder of everything the run wrote.")
     model_dir: Path = Field(description="The final model (pretrain, finetune) or adapter (lora) directory.")
     final_step: int = Field(description="Last optimiser step taken.")

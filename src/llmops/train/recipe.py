@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from llmops.errors import InvalidInput
 from llmops.security.yaml_input import read_yaml_file
 
-RecipeKind = Literal["pretrain", "finetune", "lora", "distill"]
+RecipeKind = Literal["pretrain", "finetune", "lora", "distill", "encoder"]
+EncoderTask = Literal["classification", "embedding"]
+ENCODER_ARCHITECTURES = ("bert",)
 RowSchema = Literal["text", "prompt_completion", "chat"]
 
 
@@ -35,9 +37,12 @@ class _Strict(BaseModel):
 
 
 class NewModelSpec(_Strict):
-    """A model built from scratch (``kind: pretrain``); its vocabulary size comes from the tokenizer."""
+    """A model built from scratch (``kind: pretrain``, or ``kind: encoder`` with ``architecture: bert``);
+    its vocabulary size comes from the tokenizer."""
 
-    architecture: Literal["llama", "qwen2"] = Field(description="Transformer family of the new model.")
+    architecture: Literal["llama", "qwen2", "bert"] = Field(
+        description="Transformer family of the new model: llama and qwen2 are decoders, bert an encoder."
+    )
     hidden_size: int = Field(default=64, ge=8, description="Width of the residual stream.")
     intermediate_size: int = Field(default=128, ge=8, description="Width of the MLP's hidden layer.")
     num_layers: int = Field(default=2, ge=1, description="Number of transformer blocks.")
@@ -53,6 +58,11 @@ class NewModelSpec(_Strict):
             raise ValueError(
                 f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}"
             )
+        if self.architecture in ENCODER_ARCHITECTURES:
+            # BERT has full multi-head attention and learned positions: no kv heads, no rotary rule.
+            if "num_kv_heads" in self.model_fields_set and self.num_kv_heads != self.num_heads:
+                raise RecipeFieldError("num_kv_heads", "bert has no grouped-query attention: remove it")
+            return self
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}"
@@ -162,6 +172,18 @@ class DistillSpec(_Strict):
     )
 
 
+class EncoderSpec(_Strict):
+    """What an encoder (``kind: encoder``) learns; see ``train.encoder``."""
+
+    task: EncoderTask = Field(
+        description="classification: a label per text (prompt_completion rows: the prompt is the text, the "
+        "completion its label); embedding: masked-language modelling on text, served mean-pooled."
+    )
+    mask_probability: float = Field(
+        default=0.15, gt=0, lt=1, description="Share of tokens masked per text (task: embedding)."
+    )
+
+
 class OptimSpec(_Strict):
     """Optimiser, schedule, batch and numeric settings."""
 
@@ -199,6 +221,9 @@ class Recipe(_Strict):
     distill: DistillSpec | None = Field(
         default=None, description="Teacher and loss settings; required for kind distill."
     )
+    encoder: EncoderSpec | None = Field(
+        default=None, description="Encoder task settings; required for kind encoder."
+    )
     optim: OptimSpec = Field(description="Optimiser and batch settings.")
     max_seq_len: int = Field(default=256, ge=8, description="Longest training sequence in tokens.")
     packing: bool = Field(default=False, description="Pack short examples into rows of max_seq_len tokens.")
@@ -229,8 +254,19 @@ class Recipe(_Strict):
             )
         if self.tokenizer.source == "teacher" and self.kind != "distill":
             raise RecipeFieldError("tokenizer.source", "'teacher' is only for kind distill")
+        if (self.kind == "encoder") != (self.encoder is not None):
+            raise RecipeFieldError(
+                "encoder", "the encoder section is required for kind encoder and not allowed otherwise"
+            )
+        encoder_arch = (
+            isinstance(self.model, NewModelSpec) and self.model.architecture in ENCODER_ARCHITECTURES
+        )
+        if encoder_arch and self.kind != "encoder":
+            raise RecipeFieldError("model.architecture", "bert is an encoder: use kind encoder")
         if self.kind == "distill":
             self._check_distill()
+        elif self.kind == "encoder":
+            self._check_encoder()
         elif self.kind == "pretrain":
             if not isinstance(self.model, NewModelSpec):
                 raise RecipeFieldError(
@@ -254,6 +290,33 @@ class Recipe(_Strict):
         if self.early_stopping_patience is not None and self.data.validation is None:
             raise RecipeFieldError("early_stopping_patience", "early stopping needs data.validation")
         return self
+
+    def _check_encoder(self) -> None:
+        """An encoder from config (bert, on a trained or named tokenizer) or a registered encoder base."""
+        assert self.encoder is not None
+        if isinstance(self.model, NewModelSpec):
+            if self.model.architecture not in ENCODER_ARCHITECTURES:
+                raise RecipeFieldError(
+                    "model.architecture",
+                    f"kind encoder builds one of {', '.join(ENCODER_ARCHITECTURES)}, not a decoder",
+                )
+            if self.tokenizer.source == "base":
+                raise RecipeFieldError(
+                    "tokenizer.source", "an encoder from config has no base model: use 'train' or 'ref'"
+                )
+        elif self.tokenizer.source != "base":
+            raise RecipeFieldError(
+                "tokenizer.source", "an encoder tuned from a base uses its tokenizer: 'base'"
+            )
+        if self.packing:
+            raise RecipeFieldError("packing", "an encoder sees one text per row: set packing: false")
+        wanted = "prompt_completion" if self.encoder.task == "classification" else "text"
+        if self.data.row_schema not in (wanted, "prompt_completion"):
+            raise RecipeFieldError(
+                "data.schema",
+                f"task {self.encoder.task} reads {wanted} rows"
+                + (" (the prompt is the text, the completion its label)" if wanted != "text" else ""),
+            )
 
     def _check_distill(self) -> None:
         """A student from config or a smaller base, always on a tokenizer that can match the teacher's."""

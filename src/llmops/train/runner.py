@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ def run_job(
     ctx = ctx or DistContext()
     _check_inputs(job, ctx)
     with _torch_threads(job.num_threads):
+        if job.recipe.kind == "encoder":
+            from llmops.train.encoder_runner import run_encoder_job
+
+            return run_encoder_job(job, ctx, observer)
         return _train(job, ctx, observer)
 
 
@@ -103,7 +107,7 @@ def _train(job: TrainJob, ctx: DistContext, observer: TrainingObserver | None) -
         fmt = format_for_schema(recipe.data.row_schema, tokenizer)
         _save_final(trainer.model, tokenizer, fmt, model_dir, lora=recipe.kind == "lora")
     barrier(ctx)
-    return _result(job, outcome, model_dir, counts.total, counts.trainable, ctx)
+    return result_of(job, outcome, model_dir, counts.total, counts.trainable, ctx)
 
 
 def _check_inputs(job: TrainJob, ctx: DistContext) -> None:
@@ -210,22 +214,31 @@ def _save_final(
 
     The folder records its input format, so evaluation and serving encode prompts as training did.
     """
+
+    def write(tmp: Path) -> None:
+        if lora:
+            assert isinstance(model, PeftModel)
+            save_adapter(model, tmp)
+        else:
+            assert isinstance(model, PreTrainedModel)
+            save_model(model, tmp)
+        tokenizer.save_pretrained(str(tmp))
+        write_input_format(fmt, tmp)
+
+    finish_dir(target, write)
+
+
+def finish_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """``write`` into a temporary sibling of ``target``, then rename it into place."""
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    if lora:
-        assert isinstance(model, PeftModel)
-        save_adapter(model, tmp)
-    else:
-        assert isinstance(model, PreTrainedModel)
-        save_model(model, tmp)
-    tokenizer.save_pretrained(str(tmp))
-    write_input_format(fmt, tmp)
+    write(tmp)
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
 
 
-def _result(
+def result_of(
     job: TrainJob, outcome: LoopOutcome, model_dir: Path, total: int, trainable: int, ctx: DistContext
 ) -> TrainingResult:
     state = outcome.state

@@ -28,7 +28,7 @@ from llmops.tracking import ActiveRun, Tracker
 from llmops.train import TrainingResult, TrainInputs, load_recipe, train
 from llmops.train.input_format import read_input_format
 from llmops.train.messages import ObserverGroup, TrainingObserver
-from llmops.train.recipe import BaseModelSpec, Recipe
+from llmops.train.recipe import BaseModelSpec, NewModelSpec, Recipe
 
 EXPERIMENT = "train"
 
@@ -103,8 +103,14 @@ def _inputs(home: Home, recipe: Recipe, work: Path) -> _Resolved:
     base_dir = None
     if isinstance(recipe.model, BaseModelSpec):
         base = registry.get(recipe.model.base)
-        if base.format != "hf-causal-lm":
-            raise InvalidInput(f"{base.ref} is an adapter; tune from a full model", param="model.base")
+        wanted = "hf-encoder" if recipe.kind == "encoder" else "hf-causal-lm"
+        if base.format != wanted:
+            what = {"peft-adapter": "an adapter", "hf-encoder": "an encoder", "hf-causal-lm": "a decoder"}
+            fix = "an encoder version (kind encoder)" if recipe.kind == "encoder" else "a full decoder model"
+            raise InvalidInput(
+                f"{base.ref} is {what.get(base.format, base.format)}; kind {recipe.kind} tunes {fix}",
+                param="model.base",
+            )
         base_ref, base_dir = base.ref, registry.local_path(base.ref)
     tokenizer_dir = registry.local_path(recipe.tokenizer.ref) if recipe.tokenizer.ref else None
     teacher_ref = teacher_dir = None
@@ -251,6 +257,15 @@ def run_recipe(
     if recipe.distill is not None:
         version_tags["teacher"] = resolved.teacher_ref
         version_tags["distill"] = {"temperature": recipe.distill.temperature, "alpha": recipe.distill.alpha}
+    if recipe.encoder is not None:
+        from llmops.train.encoder import describe
+
+        described = describe(result.model_dir)
+        version_tags.update(task=described.task, architecture=described.architecture)
+        if described.labels:
+            version_tags["labels"] = list(described.labels)
+    elif isinstance(recipe.model, NewModelSpec):
+        version_tags.update(task="generation", architecture=recipe.model.architecture)
     recorded = read_input_format(result.model_dir)
     if recorded is not None:
         version_tags["input_format"] = recorded.model_dump(mode="json")
@@ -271,4 +286,6 @@ def run_recipe(
 def _description(recipe: Recipe, recipe_name: str, teacher_ref: str | None) -> str:
     if teacher_ref is not None:
         return f"distilled from {teacher_ref} by recipe {recipe_name}"
+    if recipe.encoder is not None:
+        return f"encoder ({recipe.encoder.task}) from recipe {recipe_name}"
     return f"{recipe.kind} from recipe {recipe_name}"
