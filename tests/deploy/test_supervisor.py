@@ -158,7 +158,8 @@ def test_faults_name_what_failed_and_leave_nothing_running(
                   "--gateway-key", deployer)  # fmt: skip
     assert unknown.code == 2 and "nope" in unknown.err
     target = LocalTarget(deploy_home)
-    assert target.lifecycle.live("support-bot") is None, "the failed first apply ended its run"
+    # the supervisor ends its run after it answered the CLI (under load, a moment later): bounded wait
+    _wait(lambda: target.lifecycle.live("support-bot") is None, "the failed first apply ended its run", 60)
 
     away = cli(
         "deploy", "apply", _spec_file(tmp_path), "--gateway", "http://127.0.0.1:9", "--gateway-key", "k"
