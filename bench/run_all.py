@@ -98,12 +98,14 @@ SECTIONS = (
         "distill",
         "Distillation: student against teacher",
         "bench/optimise/distill.py",
+        args=("--demo-teacher", "--threads", "1"),  # a teacher costly enough for drafting to pay
         quick_args=("--rows", "200", "--steps", "20", "--student-steps", "20"),
     ),
     Section(
         "speculative",
         "Speculative decoding with the distilled student",
         "bench/optimise/speculative.py",
+        args=("--threads", "1", "--k", "4", "--prompts", "60"),
         quick_args=("--prompts", "8"),
     ),
     Section(
