@@ -60,9 +60,16 @@ class Process:
     def fds(self, *, pooled_to: tuple[int, ...] = ()) -> int:
         """Open file descriptors, leaving out TCP connections to the ``pooled_to`` ports: keep-alive
         connections to replicas that the gateway's bounded pool holds more or fewer of with the load."""
-        links = [os.readlink(f"/proc/{self.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{self.pid}/fd")]
+        links = [link for fd in os.listdir(f"/proc/{self.pid}/fd") if (link := self._link(fd))]
         pooled = self._sockets_to(set(pooled_to)) if pooled_to else set()
         return sum(1 for link in links if link not in pooled)
+
+    def _link(self, fd: str) -> str | None:
+        """What ``fd`` points at, or None when it closed between listing and reading (a live process)."""
+        try:
+            return os.readlink(f"/proc/{self.pid}/fd/{fd}")
+        except FileNotFoundError:
+            return None
 
     def _sockets_to(self, ports: set[int]) -> set[str]:
         found = set()
