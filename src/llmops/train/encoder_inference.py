@@ -50,7 +50,8 @@ class EncoderRunner:
         return self.info.labels
 
     def count_tokens(self, text: str) -> int:
-        return len(encode_text(self.tokenizer, text, self.info.max_length))
+        """Tokens of ``text`` as given, [CLS] and [SEP] included (not cut to ``max_length``)."""
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) + 2
 
     def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         encoded = [encode_text(self.tokenizer, t, self.info.max_length) for t in texts]

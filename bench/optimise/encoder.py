@@ -1,0 +1,219 @@
+"""Encoder against decoder on the demo's intent task: accuracy against exact match, and requests/s.
+
+One run, in a store under ``--work`` (shared with ``distill.py``: its teacher is reused when it is
+there): synthesise the intent task and split it (``llmops data synth intent``, ``data split``),
+train the decoder (the scaled demo recipe of ``distill.py``, kind pretrain) and the encoder
+classifier (``recipes/demo-intent-encoder.yaml``, kind encoder) through ``llmops train run``, then
+serve each in turn with ``llmops replica --threads N`` (a subprocess, the same torch threads for
+both) and send every held-out prompt from the same asyncio client at the same concurrency: the
+decoder through ``/v1/completions`` (greedy, at most 32 tokens; the engine batches the concurrent
+requests), the encoder through ``/v1/classify`` (one text per request; the backend batches the
+waiting requests into one forward pass). Quality is scored on the answers served: the decoder's
+exact match (reply, whitespace-stripped, equals the reference) and the encoder's accuracy (label
+equals the reference). Prints both with their ratio; goal: accuracy within 2 points of the
+decoder's exact match at >= 5x its requests/s.
+
+    PYTHONPATH=src:. python bench/optimise/encoder.py --threads 1 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import distill  # the sibling bench script: the decoder recipe, the CLI runner, the held-out rows
+
+ENCODER_RECIPE = distill.ROOT / "src" / "llmops" / "train" / "recipes" / "demo-intent-encoder.yaml"
+DECODER, ENCODER = "demo-intent@1", "demo-intent-encoder@1"
+READY_TIMEOUT_S = 180
+
+
+def prepare(work: Path, threads: int, rows: int, steps: int, batch: int) -> dict[str, float]:
+    """Data, decoder and encoder in the store under ``work`` (each skipped when already there)."""
+    from llmops.registry import Registry
+    from llmops.store.home import open_home
+
+    names = {m.name for m in Registry.from_home(open_home()).list_models()}
+    timings: dict[str, float] = {}
+    if "demo-intent" not in names:
+        distill.cli("data", "synth", "intent", "--name", "intent", "--n", str(rows), "--seed", "0")
+        distill.cli("data", "split", "intent", "--key", "prompt")
+        recipe = work / "decoder.yaml"
+        recipe.write_text(distill.TEACHER_RECIPE.replace("STEPS", str(steps)).replace("BATCH", str(batch)))
+        start = time.perf_counter()
+        distill.cli("train", "run", recipe, "--threads", str(threads))
+        timings["decoder_train_s"] = time.perf_counter() - start
+    if "demo-intent-encoder" not in names:
+        start = time.perf_counter()
+        distill.cli("train", "run", ENCODER_RECIPE, "--threads", str(threads))
+        timings["encoder_train_s"] = time.perf_counter() - start
+    return timings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one model answered on the held-out rows, and how fast."""
+
+    correct: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+
+    @property
+    def quality(self) -> float:
+        return self.correct / self.requests
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds
+
+
+Request = Callable[[httpx.AsyncClient, str], Any]
+
+
+async def _load(url: str, rows: list[dict[str, Any]], ask: Request, answer: Callable[[Any], str],
+                concurrency: int, warmup: int) -> Served:  # fmt: skip
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        for row in rows[:warmup]:
+            (await ask(client, row["prompt"])).raise_for_status()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for row in rows:
+            queue.put_nowait(row)
+        latencies: list[float] = []
+        correct = 0
+
+        async def worker() -> None:
+            nonlocal correct
+            while not queue.empty():
+                row = queue.get_nowait()
+                sent = time.perf_counter()
+                response = await ask(client, row["prompt"])
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - sent)
+                correct += answer(response.json()).strip() == row["completion"].strip()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    latencies.sort()
+    return Served(
+        correct, len(rows), seconds, latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.95)] * 1000,
+    )  # fmt: skip
+
+
+def serve_and_load(ref: str, rows: list[dict[str, Any]], endpoint: str, args: argparse.Namespace) -> Served:
+    """``llmops replica --model REF`` in a subprocess, every row sent at ``--concurrency``, stopped."""
+    port = _free_port()
+    command = [sys.executable, "-m", "llmops", "replica", "--model", ref, "--port", str(port),
+               "--threads", str(args.threads), "--served-model-name", "m",
+               "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        if endpoint == "classify":
+            return asyncio.run(_load(url, rows, _classify, lambda body: body["data"][0]["label"],
+                                     args.concurrency, args.warmup))  # fmt: skip
+        return asyncio.run(_load(url, rows, _complete, lambda body: body["choices"][0]["text"],
+                                 args.concurrency, args.warmup))  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the replica exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the replica at {url} was not ready in {READY_TIMEOUT_S} s")
+
+
+def _complete(client: httpx.AsyncClient, prompt: str) -> Any:
+    body = {"model": "m", "prompt": prompt, "max_tokens": 32, "temperature": 0}
+    return client.post("/v1/completions", json=body)
+
+
+def _classify(client: httpx.AsyncClient, prompt: str) -> Any:
+    return client.post("/v1/classify", json={"model": "m", "input": prompt})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/llmops-bench-optimise"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and each replica")
+    parser.add_argument("--rows", type=int, default=800, help="synthetic intent rows (80%% train)")
+    parser.add_argument("--steps", type=int, default=150, help="optimiser steps of the decoder")
+    parser.add_argument("--batch-size", type=int, default=8, help="decoder sequences per step")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight, both models")
+    parser.add_argument("--passes", type=int, default=3, help="times each held-out prompt is sent")
+    parser.add_argument("--warmup", type=int, default=8, help="requests sent before timing")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ["LLMOPS_HOME"] = str(args.work / "home")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    timings = prepare(args.work, args.threads, args.rows, args.steps, args.batch_size)
+    held_out = distill.held_out()
+    rows = held_out * args.passes
+    decoder = serve_and_load(DECODER, rows, "completions", args)
+    encoder = serve_and_load(ENCODER, rows, "classify", args)
+    points = (encoder.quality - decoder.quality) * 100
+    speedup = encoder.requests_per_s / decoder.requests_per_s
+    goals = {"accuracy within 2 points of exact match": points >= -2.0, "requests/s >= 5x": speedup >= 5.0}
+    print(f"\n{len(held_out)} held-out rows x {args.passes} passes, concurrency {args.concurrency}, "
+          f"{args.threads} torch thread(s) per replica\n")  # fmt: skip
+    print("| | decoder (demo-intent@1) | encoder (demo-intent-encoder@1) | encoder / decoder |")
+    print("|---|---:|---:|---:|")
+    print(f"| quality on the served answers | EM {decoder.quality:.3f} | accuracy {encoder.quality:.3f} | "
+          f"{points:+.1f} points |")  # fmt: skip
+    print(f"| requests/s | {decoder.requests_per_s:.1f} | {encoder.requests_per_s:.1f} | {speedup:.2f}x |")
+    print(f"| p50 latency ms | {decoder.p50_ms:.1f} | {encoder.p50_ms:.1f} | "
+          f"{encoder.p50_ms / decoder.p50_ms:.3f} |")  # fmt: skip
+    print(f"| p95 latency ms | {decoder.p95_ms:.1f} | {encoder.p95_ms:.1f} | "
+          f"{encoder.p95_ms / decoder.p95_ms:.3f} |")  # fmt: skip
+    for goal, met in goals.items():
+        print(f"goal {goal}: {'met' if met else 'MISSED'}")
+    result = {
+        "held_out_rows": len(held_out), "passes": args.passes, "concurrency": args.concurrency,
+        "threads": args.threads, "decoder": decoder.__dict__ | {"quality": decoder.quality,
+        "requests_per_s": decoder.requests_per_s}, "encoder": encoder.__dict__ | {"quality": encoder.quality,
+        "requests_per_s": encoder.requests_per_s}, "points": points, "speedup": speedup, **timings,
+    }  # fmt: skip
+    (args.work / "encoder.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
