@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,24 @@ async def test_admin_api(home: Home, make_key: Any, gw: Any) -> None:
         and "gateway.replica.add" in actions
         and "key.revoke" in actions
     )
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u001c", "\t\u001f\n", "\u0000", "\ufeff", "\u3000\u00a0"])
+async def test_a_key_name_without_a_visible_character_is_refused(
+    home: Home, make_key: Any, gw: Any, name: str
+) -> None:
+    """The schema and the key store agree on what a name is (U+001C..U+001F count as blank)."""
+    admin = make_key(Role.ADMIN)
+    async with gw.client(home, gw.config(gw.deployment("m")), gw.in_process(m=gw.MockUpstream("m"))) as (
+        client,
+        _,
+    ):
+        refused = await client.post("/api/keys", json={"name": name}, headers=gw.bearer(admin))
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "name", refused.text
+        listed = await client.get("/api/keys", headers=gw.bearer(admin))
+        assert len(listed.json()) == 1  # only the admin's own key
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["KeyCreate"]
+        assert re.search(schema["properties"]["name"]["pattern"], name) is None  # the schema says so too
 
 
 def test_upstream_url_policy() -> None:

@@ -3,7 +3,9 @@ app served on loopback, and read its summary.
 
 The CLI runs in a subprocess (its own working directory, so its caches stay out of the repository)
 against a uvicorn server in this process; generation is deterministic and bounded by
-``max_examples``, so a run takes tens of seconds and gives the same cases every time.
+``max_examples``, so a run takes tens of seconds. The examples, coverage and fuzzing phases give
+the same cases every time; the stateful phase follows the server's answers, so its scenarios vary.
+Every request and answer is kept as a HAR file under ``workdir/report`` to replay a failure.
 """
 
 from __future__ import annotations
@@ -38,16 +40,25 @@ class SchemathesisRun:
 
 
 def run_schemathesis(
-    app: Any, workdir: Path, *, max_examples: int, headers: dict[str, str] | None = None
+    app: Any,
+    workdir: Path,
+    *,
+    max_examples: int,
+    headers: dict[str, str] | None = None,
+    config_toml: str = "",
 ) -> SchemathesisRun:
+    """``config_toml`` is a ``schemathesis.toml`` (per-operation phases and checks, say)."""
+    config = workdir / "schemathesis.toml"
+    config.write_text(config_toml)
     with serving(app) as url:
         command = [
-            sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
+            sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
+            "run", f"{url}/openapi.json",
             "--checks", "all",
             "--max-examples", str(max_examples),
             "--generation-deterministic",
             "--request-timeout", "30",
-            "--no-color",
+            "--no-color", "--report", "har", "--report-dir", str(workdir / "report"),
         ]  # fmt: skip
         for name, value in (headers or {}).items():
             command += ["-H", f"{name}: {value}"]

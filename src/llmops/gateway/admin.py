@@ -27,7 +27,7 @@ from llmops.gateway.routing import Replica
 from llmops.gateway.service import Gateway
 from llmops.gateway.upstream_urls import UPSTREAM_URL_PATTERN
 from llmops.openapi_contract import error_responses, integral
-from llmops.security.keys import KeySpec
+from llmops.security.keys import KEY_NAME_PATTERN, KeySpec
 from llmops.security.roles import Role, parse_role
 from llmops.store import audit
 from llmops.store.schema import GatewayDeployment, utcnow
@@ -46,8 +46,8 @@ class KeyCreate(BaseModel):
     name: str = Field(
         min_length=1,
         max_length=200,
-        pattern=r"\S",
-        description="Who or what the key is for (1-200 characters).",
+        pattern=KEY_NAME_PATTERN,
+        description="Who or what the key is for (1-200 characters, at least one visible).",
     )
     role: RoleName = Field("consumer", description="consumer, developer, deployer or admin.")
     models: list[str] = Field(default_factory=list, description="Deployments it may call (empty: all).")

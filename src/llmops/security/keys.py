@@ -30,6 +30,12 @@ from llmops.store.schema import ApiKey, utcnow
 
 KEY_PREFIX = "sk-llmops-"
 _KEY_RE = re.compile(r"^sk-llmops-[A-Za-z0-9_-]{43}$")
+# A key's name holds at least one visible character. The class lists blanks and controls
+# explicitly, with no ``\s``: the API schema is read with ECMA-262 regex by clients, with Rust regex
+# by pydantic and with Python's re here, and the three disagree on what ``\s`` covers (U+001C..U+001F
+# and U+FEFF among others), so only explicit ranges mean the same thing everywhere.
+KEY_NAME_PATTERN = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_KEY_NAME_RE = re.compile(KEY_NAME_PATTERN)
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 KeyState = Literal["active", "expired", "revoked"]
@@ -80,8 +86,10 @@ class KeySpec:
     expires_at: datetime | None = None
 
     def check(self) -> None:
-        if not self.name.strip() or len(self.name) > 200:
-            raise InvalidInput("a key needs a name of 1 to 200 characters", param="name")
+        if not _KEY_NAME_RE.search(self.name) or len(self.name) > 200:
+            raise InvalidInput(
+                "a key needs a name of 1 to 200 characters, at least one of them visible", param="name"
+            )
         for label, value in (("rpm", self.rpm), ("tpm", self.tpm), ("budget_usd", self.budget_usd)):
             if value is not None and value < 0:
                 raise InvalidInput(f"{label} must be zero or more (or unset for no limit)", param=label)
