@@ -4,6 +4,7 @@ and metrics as chat; chat refused with a 400 naming the cause; bad input refused
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from llmops.cli.main import main
 from llmops.engine.config import EngineConfig
+from llmops.engine.encoder_backend import EncoderBackend
 from llmops.gateway.app import create_app
 from llmops.registry import Registry
 from llmops.security.roles import Role
@@ -197,3 +199,25 @@ async def test_bad_classify_input_is_refused_naming_the_field(
         answer = await client.post("/v1/classify", json=too_long, headers=headers)
         assert answer.json()["error"]["code"] == "context_length_exceeded"
         assert "48 tokens" in answer.json()["error"]["message"]  # the model's context, named
+
+
+@pytest.mark.anyio
+async def test_the_encoder_backend_batches_waiting_requests(intent_encoder: Path) -> None:
+    """Requests waiting for the same work share one forward pass, and each gets its own answers."""
+    backend = EncoderBackend(intent_encoder, threads=1)
+    alone = [(await backend.classify([text]))[0].label for text in TEXTS * 3]
+    passes: list[int] = []
+    classify = backend.runner.classify
+
+    def counted(texts: list[str]) -> Any:
+        passes.append(len(texts))
+        return classify(texts)
+
+    backend.runner.classify = counted  # type: ignore[method-assign]
+    together = await asyncio.gather(
+        *(backend.classify([text]) for text in TEXTS * 3), backend.embed(TEXTS), backend.classify(TEXTS)
+    )
+    assert [answer[0].label for answer in together[:6]] == alone
+    assert [c.label for c in together[-1]] == alone[:2] and len(together[-2]) == 2
+    assert sum(passes) == 8 and len(passes) < 7, passes  # 8 texts in fewer passes than requests
+    assert backend.stats().waiting == 0 and backend.stats().running == 0
