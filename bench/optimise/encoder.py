@@ -4,8 +4,9 @@ One run, in a store under ``--work`` (shared with ``distill.py``: its teacher is
 there): synthesise the intent task and split it (``llmops data synth intent``, ``data split``),
 train the decoder (the scaled demo recipe of ``distill.py``, kind pretrain) and the encoder
 classifier (``recipes/demo-intent-encoder.yaml``, kind encoder) through ``llmops train run``, then
-serve each in turn with ``llmops replica --threads N`` (a subprocess, the same torch threads for
-both) and send every held-out prompt from the same asyncio client at the same concurrency, in
+serve both with ``llmops replica --threads N`` (subprocesses, the same torch threads for both) and,
+in ``--rounds`` rounds alternating decoder then encoder, send every held-out prompt (``--passes``
+times) from the same asyncio client at the same concurrency, in
 batches of ``--batch`` prompts per HTTP request (a list ``prompt``, a list ``input``): the decoder
 through ``/v1/completions`` (greedy, at most 32 tokens; the engine batches the sequences of all
 requests in flight), the encoder through ``/v1/classify`` (the backend runs the texts of the
@@ -28,8 +29,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +74,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Served:
-    """What one model answered on the held-out rows, and how fast."""
+    """What one model answered on the held-out rows, and how fast, summed over the rounds."""
 
-    correct: int
-    requests: int  # prompts
-    seconds: float
-    p50_ms: float
-    p95_ms: float
+    correct: int = 0
+    requests: int = 0  # prompts
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # of HTTP requests
 
     @property
     def quality(self) -> float:
@@ -90,47 +91,56 @@ class Served:
     def requests_per_s(self) -> float:
         return self.requests / self.seconds
 
+    def percentile_ms(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
 
 Request = Callable[[httpx.AsyncClient, list[str]], Any]
 Answers = Callable[[dict[str, Any]], list[str]]
 
 
-async def _load(url: str, rows: list[dict[str, Any]], ask: Request, answers: Answers,
-                args: argparse.Namespace) -> Served:  # fmt: skip
+@dataclass(frozen=True)
+class Model:
+    """A served model and how to ask it."""
+
+    url: str
+    ask: Request
+    answers: Answers
+
+
+async def _load(model: Model, rows: list[dict[str, Any]], args: argparse.Namespace, served: Served) -> None:
+    """Send ``rows`` in batches of ``--batch`` from ``--concurrency`` workers; add to ``served``."""
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=model.url, timeout=300, limits=limits) as client:
         for batch in batches[: args.warmup]:
-            (await ask(client, [row["prompt"] for row in batch])).raise_for_status()
+            (await model.ask(client, [row["prompt"] for row in batch])).raise_for_status()
         queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         for batch in batches:
             queue.put_nowait(batch)
-        latencies: list[float] = []
-        correct = 0
 
         async def worker() -> None:
-            nonlocal correct
             while not queue.empty():
                 batch = queue.get_nowait()
                 sent = time.perf_counter()
-                response = await ask(client, [row["prompt"] for row in batch])
+                response = await model.ask(client, [row["prompt"] for row in batch])
                 response.raise_for_status()
-                latencies.append(time.perf_counter() - sent)
-                got = answers(response.json())
-                correct += sum(a.strip() == r["completion"].strip() for a, r in zip(got, batch, strict=True))
+                served.latencies.append(time.perf_counter() - sent)
+                got = model.answers(response.json())
+                served.correct += sum(
+                    a.strip() == r["completion"].strip() for a, r in zip(got, batch, strict=True)
+                )
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-        seconds = time.perf_counter() - start
-    latencies.sort()
-    return Served(
-        correct, len(rows), seconds, latencies[len(latencies) // 2] * 1000,
-        latencies[int(len(latencies) * 0.95)] * 1000,
-    )  # fmt: skip
+        served.seconds += time.perf_counter() - start
+        served.requests += len(rows)
 
 
-def serve_and_load(ref: str, rows: list[dict[str, Any]], endpoint: str, args: argparse.Namespace) -> Served:
-    """``llmops replica --model REF`` in a subprocess, every row sent at ``--concurrency``, stopped."""
+@contextmanager
+def replica(ref: str, args: argparse.Namespace) -> Iterator[str]:
+    """``llmops replica --model REF --threads N`` in a subprocess until the block ends; yields its URL."""
     port = _free_port()
     command = [sys.executable, "-m", "llmops", "replica", "--model", ref, "--port", str(port),
                "--threads", str(args.threads), "--served-model-name", "m",
@@ -139,12 +149,25 @@ def serve_and_load(ref: str, rows: list[dict[str, Any]], endpoint: str, args: ar
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process)
-        if endpoint == "classify":
-            return asyncio.run(_load(url, rows, _classify, _labels, args))
-        return asyncio.run(_load(url, rows, _complete, _replies, args))
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def measure(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Served, Served]:
+    """Both replicas up; each round sends every row to the decoder, then to the encoder, so a change
+    in the machine's load hits both alike."""
+    decoder, encoder = Served(), Served()
+    with replica(DECODER, args) as decoder_url, replica(ENCODER, args) as encoder_url:
+        arms = (
+            (Model(decoder_url, _complete, _replies), decoder),
+            (Model(encoder_url, _classify, _labels), encoder),
+        )
+        for _ in range(args.rounds):
+            for model, served in arms:
+                asyncio.run(_load(model, rows, args, served))
+    return decoder, encoder
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -189,7 +212,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="decoder sequences per step")
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight, both models")
     parser.add_argument("--batch", type=int, default=16, help="prompts per HTTP request (at most 16)")
-    parser.add_argument("--passes", type=int, default=3, help="times each held-out prompt is sent")
+    parser.add_argument("--passes", type=int, default=3, help="times each held-out prompt is sent per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, decoder then encoder in each")
     parser.add_argument("--warmup", type=int, default=2, help="HTTP requests sent before timing")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -200,13 +224,13 @@ def main() -> None:
     timings = prepare(args.work, args.threads, args.rows, args.steps, args.batch_size)
     held_out = distill.held_out()
     rows = held_out * args.passes
-    decoder = serve_and_load(DECODER, rows, "completions", args)
-    encoder = serve_and_load(ENCODER, rows, "classify", args)
+    decoder, encoder = measure(rows, args)
     points = (encoder.quality - decoder.quality) * 100
     speedup = encoder.requests_per_s / decoder.requests_per_s
     goals = {"accuracy within 2 points of exact match": points >= -2.0, "requests/s >= 5x": speedup >= 5.0}
-    print(f"\n{len(held_out)} held-out rows x {args.passes} passes, {args.batch} prompts per HTTP request, "
-          f"{args.concurrency} requests in flight, {args.threads} torch thread(s) per replica\n")  # fmt: skip
+    print(f"\n{len(held_out)} held-out rows x {args.passes} passes x {args.rounds} rounds, "
+          f"{args.batch} prompts per HTTP request, {args.concurrency} requests in flight, "
+          f"{args.threads} torch thread(s) per replica\n")  # fmt: skip
     print("| | decoder (demo-intent@1) | encoder (demo-intent-encoder@1) | encoder / decoder |")
     print("|---|---:|---:|---:|")
     print(f"| quality on the served answers | EM {decoder.quality:.3f} | accuracy {encoder.quality:.3f} | "
@@ -215,18 +239,19 @@ def main() -> None:
           f"{encoder.requests_per_s:.1f} | {speedup:.2f}x |")  # fmt: skip
     print(f"| HTTP requests/s | {decoder.requests_per_s / args.batch:.2f} | "
           f"{encoder.requests_per_s / args.batch:.2f} | {speedup:.2f}x |")  # fmt: skip
-    print(f"| p50 latency ms (one HTTP request) | {decoder.p50_ms:.1f} | {encoder.p50_ms:.1f} | "
-          f"{encoder.p50_ms / decoder.p50_ms:.3f} |")  # fmt: skip
-    print(f"| p95 latency ms (one HTTP request) | {decoder.p95_ms:.1f} | {encoder.p95_ms:.1f} | "
-          f"{encoder.p95_ms / decoder.p95_ms:.3f} |")  # fmt: skip
+    for name, share in (("p50", 0.5), ("p95", 0.95)):
+        slow, fast = decoder.percentile_ms(share), encoder.percentile_ms(share)
+        print(f"| {name} latency ms (one HTTP request) | {slow:.1f} | {fast:.1f} | {fast / slow:.3f} |")
     for goal, met in goals.items():
         print(f"goal {goal}: {'met' if met else 'MISSED'}")
     result = {
         "held_out_rows": len(held_out), "passes": args.passes, "concurrency": args.concurrency,
-        "batch": args.batch,
-        "threads": args.threads, "decoder": decoder.__dict__ | {"quality": decoder.quality,
-        "requests_per_s": decoder.requests_per_s}, "encoder": encoder.__dict__ | {"quality": encoder.quality,
-        "requests_per_s": encoder.requests_per_s}, "points": points, "speedup": speedup, **timings,
+        "batch": args.batch, "rounds": args.rounds,
+        "threads": args.threads,
+        **{name: {"quality": arm.quality, "requests_per_s": arm.requests_per_s, "prompts": arm.requests,
+                  "seconds": arm.seconds, "p50_ms": arm.percentile_ms(0.5), "p95_ms": arm.percentile_ms(0.95)}
+           for name, arm in (("decoder", decoder), ("encoder", encoder))},
+        "points": points, "speedup": speedup, **timings,
     }  # fmt: skip
     (args.work / "encoder.json").write_text(json.dumps(result, indent=2))
 

@@ -26,7 +26,7 @@ def encode_base64(vector: list[float]) -> str:
 async def embeddings(service: ReplicaService, body: EmbeddingRequest) -> Response:
     service.adapter_for(body.model)
     texts = body.texts
-    tokens = sum(await checked_token_counts(service, texts))
+    tokens = sum(count or 0 for count in await checked_token_counts(service, texts))
     vectors = await service.backend.embed(texts)
     data = [
         EmbeddingData(index=i, embedding=encode_base64(v) if body.encoding_format == "base64" else v)

@@ -12,17 +12,17 @@ from llmops.serve.sampling import count_tokens
 from llmops.serve.service import ReplicaService
 
 
-async def checked_token_counts(service: ReplicaService, texts: list[str]) -> list[int]:
-    """Token counts of ``texts`` (0 where the backend cannot tell); raises InvalidInput naming the
-    field for no text, too many texts, or a text longer than the context (``input`` for one text,
-    ``input[i]`` among several)."""
+async def checked_token_counts(service: ReplicaService, texts: list[str]) -> list[int | None]:
+    """Token counts of ``texts`` (None where the backend cannot tell); raises InvalidInput naming
+    the field for no text, too many texts, or a text longer than the context (``input`` for one
+    text, ``input[i]`` among several)."""
     if not texts:
         raise InvalidInput("input must hold at least one text", param="input")
     limit = service.config.max_embedding_inputs
     if len(texts) > limit:
         raise InvalidInput(f"at most {limit} inputs per request, got {len(texts)}", param="input")
     context = service.backend.info().max_model_len
-    counts = []
+    found: list[int | None] = []
     for index, text in enumerate(texts):
         tokens = await count_tokens(service.backend.count_tokens, text)
         if tokens is not None and tokens > context:
@@ -32,5 +32,5 @@ async def checked_token_counts(service: ReplicaService, texts: list[str]) -> lis
                 param=where,
                 code="context_length_exceeded",
             )
-        counts.append(tokens or 0)
-    return counts
+        found.append(tokens)
+    return found

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, BertForSequenceClassification, PreTrainedModel
 
 from llmops.errors import InvalidInput
-from llmops.train.encoder import EncoderInfo, describe, encode_text, mean_pool
+from llmops.train.encoder import EncoderInfo, describe, encode_texts, mean_pool
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class EncoderRunner:
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) + 2
 
     def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = [encode_text(self.tokenizer, t, self.info.max_length) for t in texts]
+        encoded = encode_texts(self.tokenizer, list(texts), self.info.max_length)
         width = max(len(ids) for ids in encoded)
         ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)  # [batch, width]
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
