@@ -101,7 +101,9 @@ def test_an_encoder_classifies_through_the_gateway_with_a_key(
     expected = EncoderRunner(intent_encoder).classify(TEXTS)
     key, limited = make_key(name="app"), make_key(name="one-a-minute", rpm=1)
     admin = gw.bearer(make_key(name="ops", role=Role.ADMIN))
-    deployment = gw.deployment("intent", model="intent-encoder@production")
+    # output guardrails check generated text only: labels pass a JSON-output rule
+    guardrails = {"output_schema": {"type": "object"}}
+    deployment = gw.deployment("intent", model="intent-encoder@production", guardrails=guardrails)
     with gw.serve(_replica(home)) as replica:
         config = gw.config({**deployment, "upstreams": [{"url": replica}]})
         with gw.serve(create_app(config, home)) as gateway:

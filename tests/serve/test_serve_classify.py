@@ -16,7 +16,7 @@ from llmops.gateway.app import create_app
 from llmops.gateway.config import GatewayConfig
 from llmops.serve import ServeConfig, build_app
 from llmops.serve.loading import resolve_model
-from llmops.serve.replica import build_backend
+from llmops.serve.replica import build_backend, resolve_draft
 from llmops.store.home import Home
 
 pytestmark = pytest.mark.anyio
@@ -80,4 +80,8 @@ def test_an_encoder_is_served_alone(tmp_path: Path) -> None:
     assert model.is_encoder and model.adapters == {}
     with pytest.raises(InvalidInput, match="no draft") as refused:
         build_backend(model, EngineConfig(threads=1), draft=model)
+    assert refused.value.param == "speculative.draft"
+    drafting = EngineConfig(threads=1, speculative={"draft": str(folder), "k": 2})
+    with pytest.raises(InvalidInput, match="cannot generate") as refused:
+        resolve_draft(drafting)
     assert refused.value.param == "speculative.draft"

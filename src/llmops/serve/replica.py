@@ -63,6 +63,11 @@ def resolve_draft(
         draft = resolve_model(engine.speculative.draft, open_store=open_store)
     except LLMOpsError as exc:
         raise InvalidInput(f"speculative.draft: {exc.message}", param="speculative.draft") from None
+    if draft.is_encoder:
+        raise InvalidInput(
+            "speculative.draft: the draft is an encoder, which cannot generate; name a decoder",
+            param="speculative.draft",
+        )
     if draft.adapters:
         raise InvalidInput(
             "speculative.draft: the draft must be a full model, not a LoRA adapter",
