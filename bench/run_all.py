@@ -109,6 +109,12 @@ SECTIONS = (
         quick_args=("--prompts", "8"),
     ),
     Section(
+        "encoder",
+        "Encoder classifier against the decoder on the intent task",
+        "bench/optimise/encoder.py",
+        quick_args=("--rows", "200", "--steps", "20", "--passes", "1"),
+    ),
+    Section(
         "ui",
         "Dashboard pages on 100,000 request rows",
         "bench/ui/run.py",

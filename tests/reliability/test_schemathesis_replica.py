@@ -2,7 +2,9 @@
 
 The backend is the serve tests' fake with a context larger than any generated request: whether a
 prompt plus ``max_tokens`` fits the context depends on tokens, which no schema can state (the
-replica answers such requests 400, naming ``max_tokens``).
+replica answers such requests 400, naming ``max_tokens``). It also classifies, so that every route
+of the document is exercised with answers (a decoder answers ``/v1/classify`` 400, naming ``model``:
+that is what a model cannot do, not what a body says, and is tested in the serve tests).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from tests.reliability.conftest import FakeBackend
 from tests.reliability.schemathesis_run import run_schemathesis
 
-from llmops.engine.types import GenerationRequest, ModelInfo
+from llmops.engine.types import Classification, GenerationRequest, ModelInfo
 from llmops.serve import ServeConfig, build_app
 
 pytestmark = pytest.mark.slow
@@ -29,6 +31,16 @@ class RoomyBackend(FakeBackend):
 
     def _check(self, request: GenerationRequest, words: list[str]) -> None:
         return None
+
+    async def classify(self, texts: list[str]) -> list[Classification]:
+        """``long`` for texts of more than three words, else ``short``."""
+        out = []
+        for text in texts:
+            words = len(text.split())
+            p_long = 0.9 if words > 3 else 0.1
+            label = "long" if words > 3 else "short"
+            out.append(Classification(label, {"long": p_long, "short": 1 - p_long}, words))
+        return out
 
 
 def test_schemathesis_finds_no_failure_in_the_replica(tmp_path: Path) -> None:

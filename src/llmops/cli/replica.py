@@ -62,7 +62,8 @@ def replica(
         "the flags above win.",
     ),
 ) -> None:
-    """Serve MODEL over the OpenAI API (chat, completions, embeddings, models) with /metrics and probes."""
+    """Serve MODEL over the OpenAI API (chat, completions, embeddings, models; classify for an encoder
+    classifier) with /metrics and probes."""
     serve_config = _config(ServeConfig,
         host=host, port=port, served_model_name=served_model_name, max_n=max_n, max_body_bytes=max_body_bytes,
         request_timeout_s=request_timeout, log_level=log_level,

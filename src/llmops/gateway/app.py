@@ -42,7 +42,7 @@ from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
 from llmops.openapi_contract import event_stream_response
 from llmops.security.json_route import StrictJsonRoute, parse_error_of
 from llmops.security.roles import Role
-from llmops.serve.responses import ChatCompletion, Completion, EmbeddingList
+from llmops.serve.responses import ChatCompletion, ClassificationList, Completion, EmbeddingList
 from llmops.settings import get_settings
 from llmops.store.home import Home
 
@@ -173,6 +173,19 @@ def _add_openai_routes(app: FastAPI) -> None:
         gateway: Gateway = request.app.state.gateway
         return await gateway.pipeline.handle(
             _request_id(request), principal, await request.body(), "embeddings"
+        )
+
+    @app.post(
+        "/v1/classify",
+        tags=["openai"],
+        summary="Labels of one or more texts from an encoder classifier, with every label's probability.",
+        responses={200: {"model": ClassificationList, "description": "One label per input."}},
+        openapi_extra=openai_body("ClassifyRequest"),
+    )
+    async def classify(request: Request, principal: Principal = CONSUMER) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        return await gateway.pipeline.handle(
+            _request_id(request), principal, await request.body(), "classify"
         )
 
     @app.get(

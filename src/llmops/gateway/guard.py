@@ -69,9 +69,12 @@ class Guard:
         self, ctx: RequestContext, outcome: Outcome, *, streamed: bool = False
     ) -> GuardrailBlocked | None:
         """Check an answer; the error to return when it is blocked (a streamed answer was already
-        sent: its failing checks are recorded as flags)."""
+        sent: its failing checks are recorded as flags). Only generated text is checked: the labels
+        of a classification come from the model's fixed label set."""
         guard = ctx.deployment.config.guardrails
         if guard is None or not guard.check_output or outcome.status != 200 or outcome.completion is None:
+            return None
+        if not ctx.parsed.generates:
             return None
         system = _system_prompt(ctx.parsed.body)
         report = await asyncio.to_thread(check_output, outcome.completion, guard, system_prompt=system)

@@ -14,12 +14,14 @@ from typing import Any, Literal
 from llmops.errors import InvalidInput
 from llmops.security.json_input import loads_json
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "classify"]
 PATHS: dict[str, str] = {
     "chat": "/v1/chat/completions",
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
+    "classify": "/v1/classify",
 }
+READING: frozenset[str] = frozenset({"embeddings", "classify"})  # answered in one pass, never streamed
 URL_FIELDS = frozenset(
     {"api_base", "base_url", "api_url", "endpoint", "webhook", "callback", "proxy", "host", "api_key"}
 )
@@ -39,8 +41,9 @@ class ParsedRequest:
 
     @property
     def generates(self) -> bool:
-        """Whether the answer is generated text (chat, completions), not vectors (embeddings)."""
-        return self.endpoint != "embeddings"
+        """Whether the answer is generated text (chat, completions), not vectors or labels
+        (embeddings, classify)."""
+        return self.endpoint not in READING
 
 
 def _is_url_field(name: str) -> bool:
@@ -76,7 +79,7 @@ def _forbid_top_level_urls(body: dict[str, Any]) -> None:
             )
 
 
-def _embedding_text(body: dict[str, Any]) -> str:
+def _input_text(body: dict[str, Any]) -> str:
     texts = body.get("input")
     if isinstance(texts, str):
         texts = [texts]
@@ -88,8 +91,8 @@ def _embedding_text(body: dict[str, Any]) -> str:
 
 
 def _prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
-    if endpoint == "embeddings":
-        return _embedding_text(body)
+    if endpoint in READING:
+        return _input_text(body)
     if endpoint == "completions":
         prompt = body.get("prompt", "")
         return prompt if isinstance(prompt, str) else json.dumps(prompt)
@@ -138,11 +141,12 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> ParsedRequest:
     _forbid_top_level_urls(body)
     user = body.get("user")
     options = body.get("stream_options")
-    if endpoint == "embeddings" and body.get("stream"):
-        raise InvalidInput("embeddings are not streamed; remove `stream`", param="stream")
-    if endpoint != "embeddings" and body.get("stream") is not None and not isinstance(body["stream"], bool):
+    reading = endpoint in READING
+    if reading and body.get("stream"):
+        raise InvalidInput(f"{endpoint} answers are not streamed; remove `stream`", param="stream")
+    if not reading and body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise InvalidInput("`stream` must be true or false", param="stream")
-    if endpoint != "embeddings" and options is not None:
+    if not reading and options is not None:
         _check_stream_options(options, stream=bool(body.get("stream")))
     return ParsedRequest(
         endpoint=endpoint,

@@ -4,7 +4,8 @@ bodies of the OpenAI routes as the replicas behind it validate them, with the ga
 The OpenAI routes read their bodies raw (``openai_request.parse_request``) and forward them; the
 replica validates the rest. So their request schemas are the replica's (``serve.protocol``, with the
 limits of ``llmops serve``'s defaults) plus what the gateway refuses itself: a field named like a URL
-anywhere in the body, a URL as the value of a top-level field, and ``stream`` on embeddings.
+anywhere in the body, a URL as the value of a top-level field, and ``stream`` on embeddings and
+classify.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from llmops.serve.openapi_doc import with_limits
 from llmops.serve.protocol import (
     URL_FIELD_NAMES_PATTERN,
     ChatCompletionRequest,
+    ClassifyRequest,
     CompletionRequest,
     EmbeddingRequest,
 )
@@ -43,6 +45,7 @@ OPENAI_BODIES = {
     "/v1/chat/completions": "ChatCompletionRequest",
     "/v1/completions": "CompletionRequest",
     "/v1/embeddings": "EmbeddingRequest",
+    "/v1/classify": "ClassifyRequest",
 }
 # openai_request: a field named like a URL anywhere, a URL as a top-level value
 NESTED_URL_NAMES = (
@@ -57,7 +60,7 @@ FALSY = {
         {"type": "array", "maxItems": 0},
         {"type": "object", "maxProperties": 0},
     ],
-    "description": "Embeddings are not streamed: leave it unset or false.",
+    "description": "Embeddings and classifications are not streamed: leave it unset or false.",
 }
 
 
@@ -103,13 +106,14 @@ def install_document(app: FastAPI, deployments: list[str]) -> None:
 
 def _add_request_schemas(document: dict[str, Any], deployments: list[str]) -> None:
     schemas = document["components"]["schemas"]
-    for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest):
+    for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ClassifyRequest):
         schema = model.model_json_schema(ref_template=REF)
         for name, definition in schema.pop("$defs", {}).items():
             schemas[name] = _nested_rules(definition)
         schemas[model.__name__] = _top_level_rules(schema, deployments)
     with_limits(document, ServeConfig())
-    schemas["EmbeddingRequest"]["properties"]["stream"] = FALSY
+    for name in ("EmbeddingRequest", "ClassifyRequest"):
+        schemas[name]["properties"]["stream"] = FALSY
 
 
 # what DeploymentConfig._one_arm_at_least enforces: arms, or the one-arm shorthand, not both; some

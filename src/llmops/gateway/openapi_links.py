@@ -23,6 +23,7 @@ LINKS: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, Target]]] = {
     ("post", "/v1/chat/completions"): (("200",), LOGGED),
     ("post", "/v1/completions"): (("200",), LOGGED),
     ("post", "/v1/embeddings"): (("200",), LOGGED),
+    ("post", "/v1/classify"): (("200",), LOGGED),
 }
 
 

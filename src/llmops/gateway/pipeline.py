@@ -43,7 +43,7 @@ from llmops.gateway.guard import Guard
 from llmops.gateway.limits import LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
-from llmops.gateway.openai_request import Endpoint, parse_request
+from llmops.gateway.openai_request import Endpoint, ParsedRequest, parse_request
 from llmops.gateway.outcome import Outcome, RequestContext, json_or_empty, usage_of, whole_answer_ttft
 from llmops.gateway.pricing import engine_seconds, request_cost, worst_case_cost
 from llmops.gateway.relay import RelayResponse
@@ -205,7 +205,7 @@ class Pipeline:
                 200,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                completion=completion_of(hit) if ctx.parsed.generates else None,
+                completion=answer_text(ctx.parsed, hit),
                 cache_hit=True,
                 response_id=_response_id(hit),
             ),
@@ -249,7 +249,7 @@ class Pipeline:
             replica,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            completion=completion_of(payload) if status == 200 and ctx.parsed.generates else None,
+            completion=answer_text(ctx.parsed, payload) if status == 200 else None,
             ttft_s=whole_answer_ttft(attempt.response.headers, attempt.started - ctx.started),
             engine_seconds=engine_seconds(attempt.response.headers, ctx.elapsed()),
             error=None if status == 200 else body[:500].decode("utf-8", "replace"),
@@ -385,6 +385,18 @@ def _rules(*specs: tuple[str, str, str, int | None, int, str]) -> list[LimitRule
         for kind, ident, unit, limit, amount, text in specs
         if limit is not None
     ]
+
+
+def answer_text(parsed: ParsedRequest, payload: dict[str, object]) -> str | None:
+    """What the log row and the monitor keep of an answer: the generated text, a classification's
+    labels (one per line), nothing of embeddings."""
+    if parsed.generates:
+        return completion_of(payload)
+    if parsed.endpoint != "classify" or not isinstance(payload.get("data"), list):
+        return None
+    items = payload["data"]
+    assert isinstance(items, list)
+    return "\n".join(str(item.get("label", "")) for item in items if isinstance(item, dict))
 
 
 def _response_id(payload: dict[str, object]) -> str | None:

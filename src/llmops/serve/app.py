@@ -1,7 +1,8 @@
 """``build_app``: the FastAPI app of one replica over a ``Backend``.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
-``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /healthz`` (the process answers),
+``POST /v1/classify`` (an encoder classifier; others answer 400), ``GET /v1/models`` (and
+``/v1/models/{id}``), ``GET /healthz`` (the process answers),
 ``GET /readyz`` (the backend is healthy), ``GET /metrics`` (Prometheus). The app's lifespan starts
 and stops the backend. Middleware, outermost first: the trace span (only when tracing is on; it
 continues the caller's ``traceparent``), request id (and the last-resort 500), metrics, body-size
@@ -26,6 +27,7 @@ from llmops.monitor.tracing import ServerSpanMiddleware, Tracing
 from llmops.openapi_contract import attach_error_responses, error_responses, event_stream_response
 from llmops.security.json_route import StrictJsonRoute
 from llmops.serve.chat import chat_completions
+from llmops.serve.classify import classify
 from llmops.serve.completions import completions
 from llmops.serve.config import ServeConfig
 from llmops.serve.embeddings import embeddings
@@ -33,9 +35,15 @@ from llmops.serve.error_responses import install_error_handlers
 from llmops.serve.metrics import MetricsMiddleware, ServeMetrics
 from llmops.serve.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from llmops.serve.openapi_doc import install_document
-from llmops.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from llmops.serve.protocol import (
+    ChatCompletionRequest,
+    ClassifyRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 from llmops.serve.responses import (
     ChatCompletion,
+    ClassificationList,
     Completion,
     EmbeddingList,
     ModelCard,
@@ -122,6 +130,11 @@ def _add_openai_routes(app: FastAPI, service: ReplicaService) -> None:
     async def create_embeddings(body: EmbeddingRequest) -> Response:
         """Embeddings of one or more texts."""
         return await embeddings(service, body)
+
+    @app.post("/v1/classify", responses={200: {"model": ClassificationList}, **_ERRORS})
+    async def create_classification(body: ClassifyRequest) -> Response:
+        """Labels of one or more texts, with every label's probability (an encoder classifier)."""
+        return await classify(service, body)
 
     @app.get("/v1/models", responses={200: {"model": ModelList}})
     async def list_models() -> Response:

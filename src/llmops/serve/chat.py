@@ -71,6 +71,7 @@ async def chat_completions(
     service: ReplicaService, body: ChatCompletionRequest, request: Request
 ) -> Response:
     adapter = service.adapter_for(body.model)
+    service.require_generation()
     check_limits(body, service.config, body.top_logprobs or 0)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     requests = await chat_requests(

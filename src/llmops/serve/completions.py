@@ -48,6 +48,7 @@ class CompletionChunks:
 
 async def completions(service: ReplicaService, body: CompletionRequest, request: Request) -> Response:
     adapter = service.adapter_for(body.model)
+    service.require_generation()
     check_limits(body, service.config, body.logprobs or 0, prompts=len(body.prompt))
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     requests = await completion_requests(

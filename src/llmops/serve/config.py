@@ -31,7 +31,7 @@ class ServeConfig(BaseModel):
         default=16, ge=1, description="Most prompts in one batched /v1/completions request."
     )
     max_embedding_inputs: int = Field(
-        default=256, ge=1, description="Most inputs in one /v1/embeddings request."
+        default=256, ge=1, description="Most inputs in one /v1/embeddings or /v1/classify request."
     )
     default_max_tokens: int = Field(
         default=256,

@@ -11,12 +11,11 @@ import struct
 
 from starlette.responses import Response
 
-from llmops.errors import InvalidInput
 from llmops.serve.protocol import EmbeddingRequest
 from llmops.serve.responses import EmbeddingData, EmbeddingList, EmbeddingUsage
-from llmops.serve.sampling import count_tokens
 from llmops.serve.service import ReplicaService
 from llmops.serve.streaming import json_response
+from llmops.serve.text_inputs import checked_token_counts
 
 
 def encode_base64(vector: list[float]) -> str:
@@ -27,17 +26,8 @@ def encode_base64(vector: list[float]) -> str:
 async def embeddings(service: ReplicaService, body: EmbeddingRequest) -> Response:
     service.adapter_for(body.model)
     texts = body.texts
-    if not texts:
-        raise InvalidInput("input must hold at least one text", param="input")
-    if len(texts) > service.config.max_embedding_inputs:
-        raise InvalidInput(
-            f"at most {service.config.max_embedding_inputs} inputs per request, got {len(texts)}",
-            param="input",
-        )
+    tokens = sum(count or 0 for count in await checked_token_counts(service, texts))
     vectors = await service.backend.embed(texts)
-    tokens = 0
-    for text in texts:
-        tokens += await count_tokens(service.backend.count_tokens, text) or 0
     data = [
         EmbeddingData(index=i, embedding=encode_base64(v) if body.encoding_format == "base64" else v)
         for i, v in enumerate(vectors)

@@ -4,7 +4,8 @@ A model is named by a registry reference (``name``, ``name@3``, ``name@productio
 verified files) or by a local directory saved with ``save_pretrained``. Either may be a PEFT adapter:
 it is then served on its base (the registry records the base of an adapter version; for a local
 adapter, ``--base`` or the adapter's own ``base_model_name_or_path`` when that is a local directory),
-and the served model name selects it. Extra adapters (``NAME=REF_OR_PATH``) are loaded beside it;
+and the served model name selects it. An encoder (format ``hf-encoder``) is served alone: it takes
+no base and no adapters. Extra adapters (``NAME=REF_OR_PATH``) are loaded beside it;
 registry adapters must have been tuned from the served base. Only safetensors directories pass
 (``inspect_model_dir`` refuses pickle files); nothing is ever fetched from a hub.
 """
@@ -29,6 +30,11 @@ class ResolvedModel:
     default_name: str
     adapters: dict[str, Path] = field(default_factory=dict)
     default_adapter: str | None = None  # the adapter the served model name selects
+    format: ModelFormat = "hf-causal-lm"  # of the base: hf-causal-lm (a decoder) or hf-encoder
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.format == "hf-encoder"
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ def resolve_model(
     default_name = main.name if Path(spec).expanduser().exists() else spec
     loaded: dict[str, Path] = {}
     default_adapter = None
+    if main.format == "hf-encoder":
+        return _encoder(main, default_name, base=base, adapters=adapters)
     if main.format == "hf-causal-lm":
         if base is not None:
             raise InvalidInput("--base is only for serving a PEFT adapter", param="base")
@@ -144,3 +152,16 @@ def resolve_model(
             )
         loaded[name] = located.path
     return ResolvedModel(base_dir, default_name, loaded, default_adapter)
+
+
+def _encoder(
+    main: _Located, default_name: str, *, base: str | None, adapters: Sequence[str]
+) -> ResolvedModel:
+    """An encoder version: served as it is, without a base or LoRA adapters."""
+    if base is not None:
+        raise InvalidInput(f"{main.name!r} is an encoder: it is served alone, without --base", param="base")
+    if adapters:
+        raise InvalidInput(
+            f"{main.name!r} is an encoder: LoRA adapters are served on decoders only", param="adapter"
+        )
+    return ResolvedModel(main.path, default_name, format="hf-encoder")

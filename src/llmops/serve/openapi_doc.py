@@ -1,9 +1,10 @@
 """The replica's OpenAPI document with the limits of its ``ServeConfig``.
 
 The request models state the fixed rules; the limits a server is configured with (``max_n``,
-``max_top_logprobs``, ``max_prompts_per_request``, ``max_embedding_inputs``) are written into the
-document here, so a body the schema allows is one this replica accepts. ``best_of`` must equal
-``n`` (a JSON Schema cannot compare two fields, so the pairs up to ``max_n`` are listed).
+``max_top_logprobs``, ``max_prompts_per_request``, ``max_embedding_inputs``, which bounds classify
+too) are written into the document here, so a body the schema allows is one this replica accepts.
+``best_of`` must equal ``n`` (a JSON Schema cannot compare two fields, so the pairs up to ``max_n``
+are listed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def install_document(app: FastAPI, config: ServeConfig, models: list[str]) -> No
         if app.openapi_schema is None:
             document = with_limits(finish_document(generate()), config)
             schemas = document["components"]["schemas"]
-            for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
+            for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest", "ClassifyRequest"):
                 schemas[name]["properties"]["model"]["examples"] = models
             app.openapi_schema = document
         return app.openapi_schema
@@ -43,9 +44,10 @@ def with_limits(document: dict[str, Any], config: ServeConfig) -> dict[str, Any]
     for shape in completion["properties"]["prompt"]["anyOf"]:
         if shape.get("type") == "array" and shape["items"].get("type") != "integer":
             shape["maxItems"] = config.max_prompts_per_request
-    for shape in schemas["EmbeddingRequest"]["properties"]["input"]["anyOf"]:
-        if shape.get("type") == "array":
-            shape["maxItems"] = config.max_embedding_inputs
+    for name in ("EmbeddingRequest", "ClassifyRequest"):
+        for shape in schemas[name]["properties"]["input"]["anyOf"]:
+            if shape.get("type") == "array":
+                shape["maxItems"] = config.max_embedding_inputs
     completion["anyOf"] = _best_of_is_n(config.max_n)
     return document
 

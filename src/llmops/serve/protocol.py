@@ -185,6 +185,18 @@ def _embedding_inputs(value: Any) -> Any:
     raise ValueError("input must be a string or a list of strings (token-id inputs are not supported)")
 
 
+def _classify_inputs(value: Any) -> Any:
+    """One text or a non-empty list of texts, none of them blank (an encoder has nothing to read)."""
+    texts = _embedding_inputs(value)
+    if not texts:
+        raise field_error("input", "input must hold at least one text")
+    for index, text in enumerate(texts):
+        if not text.strip():
+            where = "input" if isinstance(value, str) else f"input[{index}]"
+            raise field_error(where, f"{where} is empty: give the text to classify")
+    return texts
+
+
 CHAT_UNSUPPORTED = {
     "tools": "tool calling is not implemented",
     "functions": "function calling is not implemented",
@@ -222,6 +234,12 @@ _EMBEDDING_INPUTS_SCHEMA = {
 }
 EmbeddingInputs = Annotated[
     list[str], BeforeValidator(_embedding_inputs), WithJsonSchema(_EMBEDDING_INPUTS_SCHEMA)
+]
+
+_TEXT = {"type": "string", "pattern": r"\S"}
+_CLASSIFY_INPUTS_SCHEMA = {"anyOf": [_TEXT, {"type": "array", "minItems": 1, "items": _TEXT}]}
+ClassifyInputs = Annotated[
+    list[str], BeforeValidator(_classify_inputs), WithJsonSchema(_CLASSIFY_INPUTS_SCHEMA)
 ]
 
 Probability = Annotated[float, Field(allow_inf_nan=False)]
@@ -384,6 +402,25 @@ class EmbeddingRequest(BaseModel):
         default=None, description="float (default) or base64 of little-endian float32."
     )
     dimensions: None = Field(default=None, description="Not supported: embeddings have the model's width.")
+    user: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url_fields(cls, data: Any) -> Any:
+        return _refuse_url_fields(data)
+
+    @property
+    def texts(self) -> list[str]:
+        return self.input
+
+
+class ClassifyRequest(BaseModel):
+    """``POST /v1/classify``: the labels of one or more texts from an encoder classifier."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=schema_rules())
+
+    model: str = Field(min_length=1, max_length=256)
+    input: ClassifyInputs = Field(description="A text or a list of texts, none blank.")
     user: str | None = Field(default=None, max_length=256)
 
     @model_validator(mode="before")

@@ -26,7 +26,10 @@ def build_backend(
     model: ResolvedModel, engine: EngineConfig | None = None, draft: ResolvedModel | None = None
 ) -> Backend:
     """The transformers engine over ``model`` (blocking: loads the weights), with ``draft`` as the
-    speculative-decoding draft model when ``engine.speculative`` names one."""
+    speculative-decoding draft model when ``engine.speculative`` names one; an encoder's
+    ``EncoderBackend`` (classify and embed, no generation) when ``model`` is an encoder."""
+    if model.is_encoder:
+        return _encoder_backend(model, engine, draft)
     from llmops.engine.transformers_backend import TransformersBackend
 
     return TransformersBackend(
@@ -35,6 +38,19 @@ def build_backend(
         adapters=dict(model.adapters) or None,
         draft_dir=draft.base_dir if draft is not None else None,
     )
+
+
+def _encoder_backend(
+    model: ResolvedModel, engine: EngineConfig | None, draft: ResolvedModel | None
+) -> Backend:
+    if draft is not None:
+        raise InvalidInput(
+            "speculative.draft: an encoder does not generate, so it takes no draft model",
+            param="speculative.draft",
+        )
+    from llmops.engine.encoder_backend import EncoderBackend
+
+    return EncoderBackend(model.base_dir, threads=(engine or EngineConfig()).threads)
 
 
 def resolve_draft(
@@ -47,6 +63,11 @@ def resolve_draft(
         draft = resolve_model(engine.speculative.draft, open_store=open_store)
     except LLMOpsError as exc:
         raise InvalidInput(f"speculative.draft: {exc.message}", param="speculative.draft") from None
+    if draft.is_encoder:
+        raise InvalidInput(
+            "speculative.draft: the draft is an encoder, which cannot generate; name a decoder",
+            param="speculative.draft",
+        )
     if draft.adapters:
         raise InvalidInput(
             "speculative.draft: the draft must be a full model, not a LoRA adapter",

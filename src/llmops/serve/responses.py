@@ -143,6 +143,23 @@ class EmbeddingList(BaseModel):
     usage: EmbeddingUsage
 
 
+class ClassificationData(BaseModel):
+    object: Literal["classification"] = "classification"
+    index: int
+    label: str = Field(description="The most probable label.")
+    score: float = Field(description="The probability of `label`.")
+    probs: dict[str, float] = Field(description="The probability of every label, by label.")
+
+
+class ClassificationList(BaseModel):
+    id: str
+    object: Literal["list"] = "list"
+    created: int
+    model: str
+    data: list[ClassificationData]
+    usage: EmbeddingUsage
+
+
 class ProbeStatus(BaseModel):
     status: Literal["ok", "ready", "unavailable"]
     detail: str = ""

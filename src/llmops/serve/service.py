@@ -24,8 +24,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode, Tracer
 from starlette.types import Receive
 
+from llmops.engine.encoder_backend import cannot_generate
 from llmops.engine.types import (
     Backend,
+    Classification,
     EngineStats,
     GenerationRequest,
     HealthStatus,
@@ -67,6 +69,12 @@ class ReplicaService:
             param="model",
             code="model_not_found",
         )
+
+    def require_generation(self) -> None:
+        """Refuse (400, ``model_cannot_generate``) chat and completions on a model that only reads."""
+        info = self.backend.info()
+        if not info.generates:
+            raise cannot_generate(info)
 
     def fanout(self, requests: Sequence[GenerationRequest], receive: Receive) -> Fanout:
         backend = self.backend
@@ -155,6 +163,9 @@ class PhaseTimedBackend(Backend):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await self.backend.embed(texts)
+
+    async def classify(self, texts: list[str]) -> list[Classification]:
+        return await self.backend.classify(texts)
 
     def count_tokens(self, text: str) -> int | None:
         return self.backend.count_tokens(text)

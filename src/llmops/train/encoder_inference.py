@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, BertForSequenceClassification, PreTrainedModel
 
 from llmops.errors import InvalidInput
-from llmops.train.encoder import EncoderInfo, describe, encode_text, mean_pool
+from llmops.train.encoder import EncoderInfo, describe, encode_texts, mean_pool
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ class EncoderRunner:
         return self.info.labels
 
     def count_tokens(self, text: str) -> int:
-        return len(encode_text(self.tokenizer, text, self.info.max_length))
+        """Tokens of ``text`` as given, [CLS] and [SEP] included (not cut to ``max_length``)."""
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) + 2
 
     def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = [encode_text(self.tokenizer, t, self.info.max_length) for t in texts]
+        encoded = encode_texts(self.tokenizer, list(texts), self.info.max_length)
         width = max(len(ids) for ids in encoded)
         ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)  # [batch, width]
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
