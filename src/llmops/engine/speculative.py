@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 
 from llmops.engine.adapters import AdapterSet
 from llmops.engine.block_manager import BlockManager
+from llmops.engine.device import Placement
 from llmops.engine.model_runner import ModelRunner
 from llmops.engine.rejection_sampler import accept_greedy, accept_sampled
 from llmops.engine.sampler import SampledToken, Sampler, has_penalty
@@ -67,11 +68,11 @@ class Speculator:
         k: int,
         num_blocks: int,
         block_size: int,
-        dtype: torch.dtype,
+        placement: Placement,
         sampler: Sampler,
     ) -> None:
         self.k = k
-        self.runner = ModelRunner(AdapterSet(draft_model), num_blocks, block_size, dtype)
+        self.runner = ModelRunner(AdapterSet(draft_model, placement), num_blocks, block_size, placement)
         self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
         config = draft_model.config.get_text_config()
         self.max_len = min(
