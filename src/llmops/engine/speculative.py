@@ -153,10 +153,11 @@ class Speculator:
                 start = draft.num_computed_tokens
                 chunks.append(ScheduledChunk(draft, start, draft.num_tokens - start, True))
             sampled, logits = self.runner.execute(chunks)
-            for chunk, row in zip(sampled, logits, strict=True):
+            choices = logits.argmax(dim=-1).tolist()  # greedy proposals: one copy to the host per round
+            for chunk, row, choice in zip(sampled, logits, choices, strict=True):
                 i = by_draft[id(chunk.seq)]
                 chunk.seq.num_computed_tokens = chunk.start + chunk.num_tokens
-                token, q = self._draw(states[i].target, row)
+                token, q = self._draw(states[i].target, row, int(choice))
                 tokens[i].append(token)
                 if q is not None:
                     probs[i].append(q)
@@ -165,10 +166,10 @@ class Speculator:
                 self._draft_probs[state.target.request_id] = torch.stack(rows)
         return tokens
 
-    def _draw(self, seq: Sequence, logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
-        """The draft's proposal for ``seq``: its argmax (greedy) or a draw from its distribution."""
+    def _draw(self, seq: Sequence, logits: torch.Tensor, argmax: int) -> tuple[int, torch.Tensor | None]:
+        """The draft's proposal for ``seq``: its ``argmax`` (greedy) or a draw from its distribution."""
         if seq.sampling.temperature == 0:
-            return int(logits.argmax()), None
+            return argmax, None
         q = self.sampler.probabilities(logits.unsqueeze(0), [seq])[0]
         generator = seq.generator or self.sampler.generator
         return int(torch.multinomial(q, 1, generator=generator)), q
