@@ -54,7 +54,8 @@ def check_placeable(spec: DeploymentSpec) -> None:
     if spec.gpus_per_replica > gpus:
         raise InvalidInput(
             f"field 'resources.gpus': each replica asks for {spec.gpus_per_replica} GPU(s) but the Ray "
-            f"cluster has {gpus}; set resources.gpus to 0 or add GPU nodes",
+            f"cluster has {gpus}; set resources.gpus to 0 (and backend.engine.device to auto or cpu) or "
+            "add GPU nodes",
             param="resources.gpus",
         )
     cpus = int(total.get("CPU", 0))
