@@ -18,20 +18,25 @@ def _generation_config(new_tokens: int) -> Any:
 
 
 @torch.inference_mode()
-def sequential_generate(model: Any, prompts: list[list[int]], new_tokens: int, threads: int = 1) -> float:
+def sequential_generate(
+    model: Any, prompts: list[list[int]], new_tokens: int, threads: int = 1, device: str = "cpu"
+) -> float:
     """Seconds to serve the prompts one after another with ``generate``."""
     torch.set_num_threads(threads)
     config = _generation_config(new_tokens)
     start = time.perf_counter()
     for prompt in prompts:
-        ids = torch.tensor([prompt])
+        ids = torch.tensor([prompt], device=device)
         model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
     return time.perf_counter() - start
 
 
 @torch.inference_mode()
-def static_batch_generate(model: Any, prompts: list[list[int]], new_tokens: int, threads: int = 2) -> float:
-    """Seconds to serve all prompts as one left-padded batch with ``generate``."""
+def static_batch_generate(
+    model: Any, prompts: list[list[int]], new_tokens: int, threads: int = 2, device: str = "cpu"
+) -> float:
+    """Seconds to serve all prompts as one left-padded batch with ``generate`` (the output's copy
+    back to the host ends the timing, so a GPU run is timed to its last kernel)."""
     torch.set_num_threads(threads)
     longest = max(len(p) for p in prompts)
     ids = torch.zeros(len(prompts), longest, dtype=torch.long)
@@ -39,34 +44,44 @@ def static_batch_generate(model: Any, prompts: list[list[int]], new_tokens: int,
     for row, prompt in enumerate(prompts):
         ids[row, longest - len(prompt) :] = torch.tensor(prompt)
         mask[row, longest - len(prompt) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
     start = time.perf_counter()
-    out = model.generate(ids, attention_mask=mask, generation_config=_generation_config(new_tokens))
+    out = model.generate(ids, attention_mask=mask, generation_config=_generation_config(new_tokens)).cpu()
     elapsed = time.perf_counter() - start
     assert out.shape[1] == longest + new_tokens
     return elapsed
 
 
-def _cb_config(max_batch_tokens: int, max_requests: int) -> Any:
+def _cb_config(max_batch_tokens: int, max_requests: int, num_blocks: int = 128) -> Any:
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     # Sized by hand on CPU (the automatic sizing reads GPU memory): 128 pages of 64 tokens hold
     # 8192 tokens, enough for 32 requests of up to 128 + 64 tokens without preemption.
     return ContinuousBatchingConfig(
-        page_size=64, num_blocks=128, max_batch_tokens=max_batch_tokens, max_requests_per_batch=max_requests
+        page_size=64,
+        num_blocks=num_blocks,
+        max_batch_tokens=max_batch_tokens,
+        max_requests_per_batch=max_requests,
     )
 
 
 @torch.inference_mode()
 def continuous_batching_generate(
-    model: Any, prompts: list[list[int]], new_tokens: int, threads: int = 2, max_batch_tokens: int = 512
+    model: Any,
+    prompts: list[list[int]],
+    new_tokens: int,
+    threads: int = 2,
+    max_batch_tokens: int = 512,
+    num_blocks: int = 128,
 ) -> float:
-    """Seconds for transformers' ``generate_batch`` (continuous batching) over all prompts."""
+    """Seconds for transformers' ``generate_batch`` (continuous batching) over all prompts;
+    ``num_blocks`` pages of 64 tokens of cache."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
     results = model.generate_batch(
         inputs=prompts,
         generation_config=_generation_config(new_tokens),
-        continuous_batching_config=_cb_config(max_batch_tokens, len(prompts)),
+        continuous_batching_config=_cb_config(max_batch_tokens, len(prompts), num_blocks),
         warmup=False,
     )
     elapsed = time.perf_counter() - start

@@ -25,12 +25,15 @@ from tests.engine.engine_factories import (
 )
 
 from llmops.engine.config import EngineConfig
+from llmops.engine.device import resolve_placement
 from llmops.engine.llm_engine import LLMEngine
 from llmops.engine.rejection_sampler import accept_greedy, accept_sampled
 from llmops.engine.sequence import Sequence
 from llmops.engine.transformers_backend import load_causal_lm
 from llmops.engine.types import GenerationRequest, SamplingParams
 from llmops.errors import InvalidInput
+
+CPU_FP32 = resolve_placement("cpu", "float32")
 
 # Chi-square critical value for 7 degrees of freedom at p = 0.001 (8 categories).
 CHI2_CRITICAL_7DOF = 24.32
@@ -202,7 +205,7 @@ def test_sampled_tokens_through_the_engine_follow_the_target(tmp_path: Path) -> 
         return tmp_path / str(seed)
 
     torch.set_num_threads(1)
-    target, draft = load_causal_lm(tiny(1, 2), "float32"), load_causal_lm(tiny(2, 1), "float32")
+    target, draft = load_causal_lm(tiny(1, 2), CPU_FP32), load_causal_lm(tiny(2, 1), CPU_FP32)
     config = EngineConfig(
         threads=1, num_kv_blocks=2048, block_size=4, max_num_seqs=256, max_num_batched_tokens=1024,
         seed=3, speculative={"draft": "unused", "k": 2},

@@ -49,6 +49,17 @@ def replica(
         None, "--kv-cache-mb", help="Memory budget of the KV cache in MiB."
     ),
     max_num_seqs: int | None = typer.Option(None, "--max-num-seqs", help="Most sequences in one batch."),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="Where the engine runs: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N.",
+    ),
+    dtype: str | None = typer.Option(
+        None,
+        "--dtype",
+        help="Dtype of weights and KV cache: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, "
+        "float16.",
+    ),
     max_n: int = typer.Option(8, "--max-n", help="Most choices (`n`) per request."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", help="Largest request body."),
     request_timeout: float | None = typer.Option(
@@ -70,11 +81,12 @@ def replica(
     )  # fmt: skip
     engine_options = {
         "threads": threads, "max_model_len": max_model_len, "kv_cache_memory_mb": kv_cache_mb,
-        "max_num_seqs": max_num_seqs,
+        "max_num_seqs": max_num_seqs, "device": device, "dtype": dtype,
     }  # fmt: skip
     extra = _engine_json(engine_json)
     engine = _config(EngineConfig, **{**extra, **{k: v for k, v in engine_options.items() if v is not None}})
-    console.print(f"serving {model} on http://{host}:{port}/v1")
+    placement = engine.placement()  # a device this machine lacks is refused before the model loads
+    console.print(f"serving {model} on http://{host}:{port}/v1 ({placement.describe()})")
     run_replica(
         model, serve_config, engine=engine, base=base, adapters=adapter, open_store=lambda: home_of(ctx)
     )

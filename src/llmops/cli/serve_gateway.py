@@ -135,6 +135,12 @@ def serve(
         help="Serve this registry reference in-process (the embedded shape; one worker).",
     ),
     threads: int | None = typer.Option(None, min=1, help="--model: torch threads of the in-process engine."),
+    device: str | None = typer.Option(
+        None, help="--model: where the in-process engine runs (auto, cpu, cuda, cuda:N; default auto)."
+    ),
+    dtype: str | None = typer.Option(
+        None, help="--model: engine dtype (auto, float32, bfloat16, float16; auto is bfloat16 on CUDA)."
+    ),
 ) -> None:
     """Run the gateway (OpenAI-compatible API with keys, limits, routing and logging).
 
@@ -156,7 +162,8 @@ def serve(
     resolved = build_config(config, deployment, overrides, price, model, settings.redis_url)
     home_of(ctx)  # create and migrate the embedded store before workers start
     if model is not None:
-        _serve_in_process(ctx, resolved, model, threads)
+        engine = {"threads": threads, "device": device, "dtype": dtype}
+        _serve_in_process(ctx, resolved, model, {k: v for k, v in engine.items() if v is not None})
         return
     names = ", ".join(d.name for d in resolved.deployments) or "no deployments yet"
     console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
@@ -182,7 +189,9 @@ def serve(
     )
 
 
-def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threads: int | None) -> None:
+def _serve_in_process(
+    ctx: typer.Context, config: GatewayConfig, ref: str, engine_options: dict[str, Any]
+) -> None:
     """``llmops serve --model REF``: the engine, its replica app and the gateway in one process.
 
     ``config`` already holds the deployment for ``ref`` with every setting the file gave it
@@ -202,7 +211,9 @@ def _serve_in_process(ctx: typer.Context, config: GatewayConfig, ref: str, threa
         )
     name = parse_ref(ref).name
     upstream_model = next(d for d in config.deployments if d.name == name).arms[0].upstream_model or name
-    engine = EngineConfig(threads=threads) if threads else None
+    engine = EngineConfig(**engine_options) if engine_options else None
+    if engine is not None:
+        engine.placement()  # a device this machine lacks is refused before the model loads
     replica, _ = prepare_replica(
         ref, ServeConfig(served_model_name=upstream_model), engine=engine, open_store=lambda: home_of(ctx)
     )

@@ -124,9 +124,11 @@ def replica_args(spec: DeploymentSpec, model_version: str, host: str, port: int)
     the same on every target (a local process, a container)."""
     backend = spec.backend
     assert isinstance(backend, TransformersBackend)
-    engine = backend.engine.model_dump(exclude={"threads"}, exclude_unset=True)
+    placement = {"device", "dtype"}
+    engine = backend.engine.model_dump(exclude={"threads", *placement}, exclude_unset=True)
     args = ["replica", "--model", model_version, "--host", host]
     args += ["--port", str(port), "--threads", str(spec.resources.threads)]
+    args += ["--device", backend.engine.device, "--dtype", backend.engine.dtype]
     args += ["--served-model-name", spec.served_model, "--max-n", str(backend.max_n)]
     if backend.request_timeout_s:
         args += ["--request-timeout", str(backend.request_timeout_s)]

@@ -65,6 +65,14 @@ class TransformersBackend(_Strict):
             raise ValueError("engine.threads: set the threads under resources.threads instead")
         return self
 
+    @property
+    def gpus_needed(self) -> int:
+        """GPUs a replica must see for ``engine.device``: N + 1 for cuda:N, none for auto and cpu."""
+        device = self.engine.device
+        if not device.startswith("cuda"):
+            return 0
+        return int(device.partition(":")[2] or 0) + 1
+
     @field_serializer("engine")
     def _engine_without_threads(self, engine: EngineConfig, info: SerializationInfo) -> dict[str, Any]:
         # threads belong to resources.threads: a dump never carries them, so it validates again
@@ -239,7 +247,30 @@ class DeploymentSpec(_Strict):
             raise ValueError("network.base_port: too high for replicas.max ports; lower it")
         if isinstance(self.backend, OpenAIBackend) and len(self.backend.urls) < self.replicas.count:
             raise ValueError("replicas.count: an openai backend runs one replica per URL; add urls")
+        if isinstance(self.backend, TransformersBackend):
+            self._gpus_fit_the_device(self.backend)
         return self
+
+    def _gpus_fit_the_device(self, backend: TransformersBackend) -> None:
+        device, gpus = backend.engine.device, self.resources.gpus
+        if device == "cpu" and gpus:
+            raise ValueError(
+                f"resources.gpus: {gpus} GPU(s) per replica, but backend.engine.device is cpu; "
+                "set device to cuda (or auto), or resources.gpus to 0"
+            )
+        if gpus and backend.gpus_needed > gpus:
+            raise ValueError(
+                f"backend.engine.device: {device} needs {backend.gpus_needed} GPUs per replica but "
+                f"resources.gpus is {gpus}; a replica sees only its own GPUs (cuda:0 .. cuda:{gpus - 1})"
+            )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs a cluster target requests per replica: resources.gpus, or what a cuda engine device
+        needs when resources.gpus is unset (auto and cpu request none)."""
+        if isinstance(self.backend, TransformersBackend):
+            return max(self.resources.gpus, self.backend.gpus_needed)
+        return self.resources.gpus
 
     @property
     def served_model(self) -> str:

@@ -5,7 +5,7 @@ the same decoder. For a batch that uses adapters, peft's mixed-batch path (``ada
 name per batch row; ``"__base__"`` = no adapter) adds each row's own low-rank update; a batch
 without adapter rows runs with the adapters disabled. Each load gets a fresh prefix-cache
 namespace, because K/V computed under one adapter (or an older version of it) must never serve
-another.
+another. Adapter weights live on the engine's device in its dtype, like the base model's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
+from llmops.engine.device import Placement, place_module
 from llmops.errors import Conflict, InvalidInput, NotFound
 
 BASE_ADAPTER = "__base__"
@@ -26,8 +27,9 @@ BASE_ADAPTER = "__base__"
 class AdapterSet:
     """The LoRA adapters loaded on one base model."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, placement: Placement | None = None) -> None:
         self.base_model = model
+        self.placement = placement or Placement(model.device, model.dtype)
         self._peft: Any = None  # peft.PeftModel once the first adapter is loaded
         self._namespaces: dict[str, int] = {}
         self._next_namespace = itertools.count(1)
@@ -53,10 +55,14 @@ class AdapterSet:
             raise Conflict(f"adapter {name!r} is already loaded; unload it first", param="adapter")
         if not (Path(path) / "adapter_config.json").is_file():
             raise InvalidInput(f"no peft adapter (adapter_config.json) in {Path(path).name!r}", param="path")
+        # Loaded as saved and onto the base model's device, then cast to its dtype (peft would upcast).
+        device = str(self.placement.device)
+        options: dict[str, Any] = {"torch_device": device, "autocast_adapter_dtype": False}
         if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.base_model, str(path), adapter_name=name)
+            self._peft = PeftModel.from_pretrained(self.base_model, str(path), adapter_name=name, **options)
         else:
-            self._peft.load_adapter(str(path), adapter_name=name)
+            self._peft.load_adapter(str(path), adapter_name=name, **options)
+        place_module(self._peft, self.placement, parameters=lambda param: f".{name}." in param)
         self._peft.eval()
         self._namespaces[name] = next(self._next_namespace)
 

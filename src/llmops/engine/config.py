@@ -12,7 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DType = Literal["float32", "bfloat16", "float16"]
+from llmops.engine.device import Placement, resolve_placement
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
 
 
 def _default_threads() -> int:
@@ -44,7 +47,17 @@ class EngineConfig(BaseModel):
         ge=1,
         description="torch intra-op threads used by the engine (torch.set_num_threads); tests use 1.",
     )
-    dtype: DType = Field(default="float32", description="Dtype of the weights and the KV cache.")
+    device: str = Field(
+        default="auto",
+        pattern=DEVICE_PATTERN,
+        description="Where the model, KV cache and sampling run: auto (cuda when torch sees a GPU, else "
+        "cpu), cpu, cuda or cuda:N.",
+    )
+    dtype: DType = Field(
+        default="auto",
+        description="Dtype of the weights, KV cache and adapters: auto (bfloat16 on CUDA, float32 on the "
+        "CPU), float32, bfloat16 or float16.",
+    )
     block_size: int = Field(default=16, ge=1, le=1024, description="Tokens per KV-cache block.")
     num_kv_blocks: int | None = Field(
         default=None,
@@ -96,6 +109,10 @@ class EngineConfig(BaseModel):
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError("max_num_batched_tokens must be >= max_num_seqs so every decode fits a step")
         return self
+
+    def placement(self) -> Placement:
+        """This config's device and dtype on this machine; InvalidInput when the device is absent."""
+        return resolve_placement(self.device, self.dtype)
 
     def kv_blocks_for(self, num_layers: int, num_kv_heads: int, head_dim: int, bytes_per_value: int) -> int:
         """Blocks to allocate: ``num_kv_blocks`` or as many as fit ``kv_cache_memory_mb``."""

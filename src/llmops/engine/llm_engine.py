@@ -19,6 +19,7 @@ from llmops.engine.adapters import AdapterSet
 from llmops.engine.admission import AdmissionControl
 from llmops.engine.block_manager import BlockManager
 from llmops.engine.config import EngineConfig, resolve_max_model_len
+from llmops.engine.device import place_module
 from llmops.engine.model_runner import ModelRunner
 from llmops.engine.sampler import SampledToken, Sampler
 from llmops.engine.scheduler import ScheduledChunk, Scheduler
@@ -28,8 +29,6 @@ from llmops.engine.types import EngineStats, FinishReason
 from llmops.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,10 @@ class LLMEngine:
     ) -> None:
         self.config = config
         self.eos_token_ids = eos_token_ids
-        self.adapters = AdapterSet(model)
-        self.runner = ModelRunner(
-            self.adapters, self._num_blocks(model), config.block_size, DTYPES[config.dtype]
-        )
+        self.placement = config.placement()
+        model = place_module(model, self.placement)
+        self.adapters = AdapterSet(model, self.placement)
+        self.runner = ModelRunner(self.adapters, self._num_blocks(model), config.block_size, self.placement)
         text_config = model.config.get_text_config()
         window = getattr(text_config, "sliding_window", None) if _uses_sliding_window(text_config) else None
         max_len = resolve_max_model_len(config, getattr(text_config, "max_position_embeddings", None), window)
@@ -76,7 +75,7 @@ class LLMEngine:
         self.scheduler = Scheduler(
             self.block_manager, config.max_num_seqs, config.max_num_batched_tokens, on_start=self._on_start
         )
-        self.sampler = Sampler(config.seed)
+        self.sampler = Sampler(config.seed, self.placement.device)
         self.speculator = self._speculator(draft_model)
         self._steps = 0
         self._last_batch_size = 0
@@ -99,11 +98,11 @@ class LLMEngine:
             )
         # The draft cache gets as many blocks as the target's: it never holds more positions.
         return Speculator(
-            draft_model,
+            place_module(draft_model, self.placement),
             self.config.speculative.k,
             self.runner.num_blocks,
             self.config.block_size,
-            DTYPES[self.config.dtype],
+            self.placement,
             self.sampler,
         )
 
@@ -111,7 +110,7 @@ class LLMEngine:
         text = model.config.get_text_config()
         kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        width = torch.tensor([], dtype=DTYPES[self.config.dtype]).element_size()
+        width = torch.tensor([], dtype=self.placement.dtype).element_size()
         return self.config.kv_blocks_for(text.num_hidden_layers, kv_heads, head_dim, width)
 
     def add(self, seq: Sequence) -> None:
@@ -119,6 +118,9 @@ class LLMEngine:
         seq.max_model_len = self.max_model_len
         seq.eos_token_ids = self.eos_token_ids
         seq.cache_namespace = self.adapters.namespace(seq.adapter)
+        if seq.generator is not None and seq.generator.device != self.placement.device:
+            # A seeded request draws on the sampler's device; the seed alone defines the stream.
+            seq.generator = torch.Generator(self.placement.device).manual_seed(seq.generator.initial_seed())
         self.scheduler.add(seq)
 
     def load_adapter(self, name: str, path: Path) -> None:
@@ -199,7 +201,7 @@ class LLMEngine:
         plain = [i for i, chunk in enumerate(sample_chunks) if not chunk.draft_token_ids]
         tokens: dict[int, list[SampledToken]] = {}
         if plain:
-            index = torch.tensor([rows[i] for i in plain], dtype=torch.long)
+            index = torch.tensor([rows[i] for i in plain], dtype=torch.long, device=logits.device)
             picked = self.sampler(logits[index], [sample_chunks[i].seq for i in plain])
             tokens = {i: [token] for i, token in zip(plain, picked, strict=True)}
         for i, chunk in enumerate(sample_chunks):

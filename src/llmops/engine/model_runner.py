@@ -1,6 +1,8 @@
 """Model runner: turns a step's scheduled chunks into one forward pass and returns logits.
 
-Owns the paged KV cache tensors. Layout of one forward (``T`` = scheduled tokens): rows
+Owns the paged KV cache tensors, on the engine's device and dtype. The step's metadata (token ids,
+positions, slots, block tables, masks) is built on the host and copied to the device once per
+step; logits stay on the device for the sampler. Layout of one forward (``T`` = scheduled tokens): rows
 ``0 .. B-1`` are the single-token chunks (decodes), then each multi-token (prefill) chunk's rows
 in order. Only the rows that pick a next token go through the LM head: the last row of a sampling chunk, or
 every row of a chunk that verifies speculative drafts.
@@ -9,10 +11,12 @@ every row of a chunk that verifies speculative drafts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
 from llmops.engine.adapters import BASE_ADAPTER, AdapterSet
+from llmops.engine.device import Placement
 from llmops.engine.paged_attention import BATCH_KWARG, AttentionBatch, DecodeGroup, PrefillSpan
 from llmops.engine.scheduler import ScheduledChunk
 
@@ -32,8 +36,9 @@ class PreparedBatch:
 class ModelRunner:
     """Runs a transformers causal LM over the paged cache."""
 
-    def __init__(self, adapters: AdapterSet, num_blocks: int, block_size: int, dtype: torch.dtype) -> None:
+    def __init__(self, adapters: AdapterSet, num_blocks: int, block_size: int, placement: Placement) -> None:
         self.adapters = adapters
+        self.device = placement.device
         self.block_size = block_size
         self.num_blocks = num_blocks
         config = adapters.base_model.config.get_text_config()
@@ -43,10 +48,10 @@ class ModelRunner:
             getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         )
         shape = (self.num_layers, num_blocks * block_size, self.num_kv_heads, self.head_dim)
-        self.key_cache = torch.zeros(shape, dtype=dtype)
-        self.value_cache = torch.zeros(shape, dtype=dtype)
+        self.key_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
+        self.value_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
         self._block_numel = block_size * self.num_kv_heads * self.head_dim
-        self._workspace = torch.empty(0, dtype=dtype)
+        self._workspace = torch.empty(0, dtype=placement.dtype, device=self.device)
 
     @torch.inference_mode()
     def execute(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], torch.Tensor]:
@@ -94,18 +99,18 @@ class ModelRunner:
                 sample_chunks.append(chunk)
         gathered = max([len(decode_group.blocks) if decode_group else 0] + [len(s.blocks) for s in spans])
         return PreparedBatch(
-            input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(1),
-            position_ids=torch.tensor(positions, dtype=torch.long).unsqueeze(1),
+            input_ids=self._on_device(torch.tensor(tokens, dtype=torch.long).unsqueeze(1)),
+            position_ids=self._on_device(torch.tensor(positions, dtype=torch.long).unsqueeze(1)),
             attention=AttentionBatch(
                 self.key_cache,
                 self.value_cache,
                 self.block_size,
-                slot_mapping,
+                self._on_device(slot_mapping),
                 self._workspace_for(gathered),
                 decode_group,
                 spans,
             ),
-            sample_rows=torch.tensor(sample_rows, dtype=torch.long),
+            sample_rows=self._on_device(torch.tensor(sample_rows, dtype=torch.long)),
             sample_chunks=sample_chunks,
             row_adapters=self._row_adapters(ordered),
         )
@@ -115,7 +120,7 @@ class ModelRunner:
         needed = 2 * blocks * self._block_numel
         if self._workspace.numel() < needed:
             self._workspace = torch.empty(
-                max(needed, 2 * self._workspace.numel()), dtype=self.key_cache.dtype
+                max(needed, 2 * self._workspace.numel()), dtype=self.key_cache.dtype, device=self.device
             )
         return self._workspace
 
@@ -134,7 +139,8 @@ class ModelRunner:
         mask = None
         if int(context.min()) != longest:
             mask = (torch.arange(longest) < context.unsqueeze(1)).view(len(decodes), 1, 1, longest)
-        return DecodeGroup(len(decodes), tables.flatten(), longest, mask), new_slots
+        group = DecodeGroup(len(decodes), self._on_device(tables.flatten()), longest, self._on_device(mask))
+        return group, new_slots
 
     @staticmethod
     def _padded(table: list[int], length: int) -> list[int]:
@@ -158,9 +164,21 @@ class ModelRunner:
             if chunk.start > 0:
                 # Query i (position start + i) sees keys 0 .. start + i: [n, end].
                 mask = torch.ones(chunk.num_tokens, end, dtype=torch.bool).tril(diagonal=chunk.start)
-            spans.append(PrefillSpan(row, row + chunk.num_tokens, chunk.start, blocks, mask))
+            spans.append(
+                PrefillSpan(
+                    row, row + chunk.num_tokens, chunk.start, self._on_device(blocks), self._on_device(mask)
+                )
+            )
             row += chunk.num_tokens
         return spans, new_slots
+
+    @overload
+    def _on_device(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def _on_device(self, tensor: None) -> None: ...
+    def _on_device(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
+        """A host-built step tensor on the engine's device (the tensor itself on the CPU)."""
+        return None if tensor is None else tensor.to(self.device, non_blocking=True)
 
     def _row_adapters(self, ordered: list[ScheduledChunk]) -> list[str] | None:
         if not any(chunk.seq.adapter for chunk in ordered):

@@ -45,10 +45,10 @@ def accept_sampled(
     k = len(draft_token_ids)
     emitted: list[int] = []
     if k:
-        index = torch.tensor(draft_token_ids, dtype=torch.long).unsqueeze(1)
+        index = torch.tensor(draft_token_ids, dtype=torch.long, device=target_probs.device).unsqueeze(1)
         p = target_probs[:k].gather(1, index).squeeze(1)  # [k]
         q = draft_probs.gather(1, index).squeeze(1)  # [k]; > 0: each draft was drawn from it
-        uniform = torch.rand(k, generator=generator, dtype=p.dtype)
+        uniform = torch.rand(k, generator=generator, dtype=p.dtype, device=p.device)
         kept = (uniform * q < p).tolist()  # u < p/q without dividing by a tiny q
         for i, draft in enumerate(draft_token_ids):
             if not kept[i]:

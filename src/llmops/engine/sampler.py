@@ -5,6 +5,8 @@ OpenAI-style), then greedy argmax when ``temperature == 0``, else temperature, t
 draw. A request with a seed draws from its own ``torch.Generator``, so its tokens do not depend on
 which other requests share the batch. Reported logprobs are those of the model's own distribution
 (log-softmax of the raw logits, before penalties and temperature), as vLLM and OpenAI report them.
+Everything runs on the logits' device; token ids come back to the host once per step (logprobs
+only when asked).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class SampledToken:
 class Sampler:
     """Stateless apart from the shared generator of unseeded requests."""
 
-    def __init__(self, seed: int = 0) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, seed: int = 0, device: torch.device | str = "cpu") -> None:
+        self.generator = torch.Generator(device).manual_seed(seed)
 
     def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[SampledToken]:
         """``logits`` ``[S, vocab]`` float32, row ``i`` for ``seqs[i]``."""
@@ -47,46 +49,45 @@ class Sampler:
             params = seqs[i].sampling
             row = logits[i]  # [vocab], a view
             if params.repetition_penalty != 1.0:
-                seen = torch.tensor(sorted(set(seqs[i].token_ids)), dtype=torch.long)
+                seen = torch.tensor(sorted(set(seqs[i].token_ids)), dtype=torch.long, device=row.device)
                 scores = row[seen]
                 row[seen] = torch.where(
                     scores > 0, scores / params.repetition_penalty, scores * params.repetition_penalty
                 )
             if params.presence_penalty or params.frequency_penalty:
-                output = torch.tensor(seqs[i].output_token_ids, dtype=torch.long)
-                counts = torch.zeros_like(row).index_add_(0, output, torch.ones(len(output)))
+                output = torch.tensor(seqs[i].output_token_ids, dtype=torch.long, device=row.device)
+                counts = torch.zeros_like(row).index_add_(0, output, torch.ones_like(output, dtype=row.dtype))
                 row -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).float()
         return logits
 
     def _pick(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-        greedy = logits.argmax(dim=-1).tolist()  # [S]
+        picked = logits.argmax(dim=-1)  # [S], on the device
         sampled_rows = [i for i, seq in enumerate(seqs) if seq.sampling.temperature > 0]
-        if not sampled_rows:
-            return greedy
-        index = torch.tensor(sampled_rows, dtype=torch.long)
-        probs = self.probabilities(logits[index], [seqs[i] for i in sampled_rows])  # [R, vocab]
-        unseeded = [r for r, i in enumerate(sampled_rows) if seqs[i].generator is None]
-        if unseeded:
-            draws = torch.multinomial(probs[unseeded], 1, generator=self.generator).squeeze(1).tolist()
-            for r, token in zip(unseeded, draws, strict=True):
-                greedy[sampled_rows[r]] = token
-        for r, i in enumerate(sampled_rows):
-            generator = seqs[i].generator
-            if generator is not None:
-                greedy[i] = int(torch.multinomial(probs[r], 1, generator=generator))
-        return greedy
+        if sampled_rows:
+            index = torch.tensor(sampled_rows, dtype=torch.long, device=logits.device)
+            probs = self.probabilities(logits[index], [seqs[i] for i in sampled_rows])  # [R, vocab]
+            unseeded = [r for r, i in enumerate(sampled_rows) if seqs[i].generator is None]
+            if unseeded:
+                draws = torch.multinomial(probs[unseeded], 1, generator=self.generator).squeeze(1)
+                picked[index[unseeded]] = draws
+            for r, i in enumerate(sampled_rows):
+                generator = seqs[i].generator
+                if generator is not None:
+                    picked[i] = torch.multinomial(probs[r], 1, generator=generator)[0]
+        return [int(token) for token in picked.tolist()]  # the step's one copy to the host
 
     @staticmethod
     def probabilities(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
         """Softmax after temperature, top-k and top-p; ``logits`` ``[R, vocab]``."""
-        temperature = torch.tensor([seq.sampling.temperature for seq in seqs]).unsqueeze(1)
+        device = logits.device
+        temperature = torch.tensor([seq.sampling.temperature for seq in seqs], device=device).unsqueeze(1)
         logits = logits / temperature
         if any(seq.sampling.top_k > 0 or seq.sampling.top_p < 1.0 for seq in seqs):
             vocab = logits.shape[1]
-            top_k = torch.tensor([seq.sampling.top_k or vocab for seq in seqs]).unsqueeze(1)  # [R, 1]
-            top_p = torch.tensor([seq.sampling.top_p for seq in seqs]).unsqueeze(1)  # [R, 1]
+            top_k = torch.tensor([seq.sampling.top_k or vocab for seq in seqs], device=device).unsqueeze(1)
+            top_p = torch.tensor([seq.sampling.top_p for seq in seqs], device=device).unsqueeze(1)  # [R, 1]
             ordered, order = logits.sort(dim=-1, descending=True)  # [R, vocab]
-            rank = torch.arange(vocab).unsqueeze(0)
+            rank = torch.arange(vocab, device=device).unsqueeze(0)
             probs = ordered.softmax(dim=-1)
             # Drop a token when the mass before it already reaches top_p (the first always stays).
             drop = (rank >= top_k) | ((probs.cumsum(dim=-1) - probs) >= top_p)
@@ -100,7 +101,8 @@ class Sampler:
     ) -> list[SampledToken]:
         if raw_logprobs is None:
             return [SampledToken(token) for token in token_ids]
-        chosen = raw_logprobs.gather(1, torch.tensor(token_ids).unsqueeze(1)).squeeze(1).tolist()
+        picked = torch.tensor(token_ids, device=raw_logprobs.device).unsqueeze(1)
+        chosen = raw_logprobs.gather(1, picked).squeeze(1).tolist()
         out: list[SampledToken] = []
         for i, (seq, token) in enumerate(zip(seqs, token_ids, strict=True)):
             params = seq.sampling

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 
 from llmops.engine.adapters import AdapterSet
 from llmops.engine.block_manager import BlockManager
+from llmops.engine.device import Placement
 from llmops.engine.model_runner import ModelRunner
 from llmops.engine.rejection_sampler import accept_greedy, accept_sampled
 from llmops.engine.sampler import SampledToken, Sampler, has_penalty
@@ -67,11 +68,11 @@ class Speculator:
         k: int,
         num_blocks: int,
         block_size: int,
-        dtype: torch.dtype,
+        placement: Placement,
         sampler: Sampler,
     ) -> None:
         self.k = k
-        self.runner = ModelRunner(AdapterSet(draft_model), num_blocks, block_size, dtype)
+        self.runner = ModelRunner(AdapterSet(draft_model, placement), num_blocks, block_size, placement)
         self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
         config = draft_model.config.get_text_config()
         self.max_len = min(
@@ -152,10 +153,11 @@ class Speculator:
                 start = draft.num_computed_tokens
                 chunks.append(ScheduledChunk(draft, start, draft.num_tokens - start, True))
             sampled, logits = self.runner.execute(chunks)
-            for chunk, row in zip(sampled, logits, strict=True):
+            choices = logits.argmax(dim=-1).tolist()  # greedy proposals: one copy to the host per round
+            for chunk, row, choice in zip(sampled, logits, choices, strict=True):
                 i = by_draft[id(chunk.seq)]
                 chunk.seq.num_computed_tokens = chunk.start + chunk.num_tokens
-                token, q = self._draw(states[i].target, row)
+                token, q = self._draw(states[i].target, row, int(choice))
                 tokens[i].append(token)
                 if q is not None:
                     probs[i].append(q)
@@ -164,10 +166,10 @@ class Speculator:
                 self._draft_probs[state.target.request_id] = torch.stack(rows)
         return tokens
 
-    def _draw(self, seq: Sequence, logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
-        """The draft's proposal for ``seq``: its argmax (greedy) or a draw from its distribution."""
+    def _draw(self, seq: Sequence, logits: torch.Tensor, argmax: int) -> tuple[int, torch.Tensor | None]:
+        """The draft's proposal for ``seq``: its ``argmax`` (greedy) or a draw from its distribution."""
         if seq.sampling.temperature == 0:
-            return int(logits.argmax()), None
+            return argmax, None
         q = self.sampler.probabilities(logits.unsqueeze(0), [seq])[0]
         generator = seq.generator or self.sampler.generator
         return int(torch.multinomial(q, 1, generator=generator)), q

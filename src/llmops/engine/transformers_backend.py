@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from llmops.engine.config import EngineConfig
+from llmops.engine.device import Placement, place_module
 from llmops.engine.engine_loop import EngineLoop, RequestStream
-from llmops.engine.llm_engine import DTYPES, LLMEngine
+from llmops.engine.llm_engine import LLMEngine
 from llmops.engine.output_processor import OutputProcessor
 from llmops.engine.paged_attention import register_paged_attention
 from llmops.engine.sequence import Sequence
@@ -35,14 +36,18 @@ from llmops.errors import Conflict, InvalidInput
 from llmops.train.input_format import PromptEncoder, read_input_format
 
 
-def load_causal_lm(model_dir: Path, dtype: str) -> Any:
-    """A transformers causal LM from a local directory, its attention routed to the paged cache."""
+def load_causal_lm(model_dir: Path, placement: Placement) -> Any:
+    """A transformers causal LM from a local directory on ``placement``'s device and dtype, its
+    attention routed to the paged cache."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, local_files_only=True, dtype=DTYPES[dtype], attn_implementation=register_paged_attention()
+        model_dir,
+        local_files_only=True,
+        dtype=placement.dtype,
+        attn_implementation=register_paged_attention(),
     )
-    return model.eval()
+    return place_module(model, placement).eval()
 
 
 def stop_token_ids(model: Any, encoder: PromptEncoder) -> frozenset[int]:
@@ -67,12 +72,14 @@ class TransformersBackend(Backend):
         self.model_dir = Path(model_dir)
         self.config = config or EngineConfig()
         self.model_id = model_id or self.model_dir.name
+        # Refuse a device this machine lacks before reading any weights.
+        self.placement = self.config.placement()
         # Deliberately process-wide: torch has one intra-op pool, and the engine thread uses it.
         torch.set_num_threads(self.config.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.encoder = PromptEncoder.for_model_dir(self.model_dir, self.tokenizer)
         self._adapter_encoders: dict[str, PromptEncoder] = {}
-        model = load_causal_lm(self.model_dir, self.config.dtype)
+        model = load_causal_lm(self.model_dir, self.placement)
         draft = self._load_draft(draft_dir)
         self.engine = LLMEngine(model, self.config, stop_token_ids(model, self.encoder), draft_model=draft)
         for name, path in (adapters or {}).items():
@@ -103,7 +110,7 @@ class TransformersBackend(Backend):
                 f"({len(draft_tokenizer)} vs {len(self.tokenizer)} tokens); a draft must share its tokenizer",
                 param="speculative.draft",
             )
-        return load_causal_lm(directory, self.config.dtype)
+        return load_causal_lm(directory, self.placement)
 
     def info(self) -> ModelInfo:
         return ModelInfo(self.model_id, self.engine.max_model_len, self.engine.adapters.names)
@@ -204,7 +211,8 @@ class TransformersBackend(Backend):
         adapters = self.engine.adapters
         with adapters.activate(None):
             # No paged batch: the attention falls back to plain causal SDPA. [1, L, hidden]
-            hidden = adapters.base_model.get_decoder()(input_ids=torch.tensor([ids]), use_cache=False)
+            input_ids = torch.tensor([ids], device=self.placement.device)
+            hidden = adapters.base_model.get_decoder()(input_ids=input_ids, use_cache=False)
         return [float(x) for x in hidden.last_hidden_state[0].float().mean(dim=0)]
 
     async def load_adapter(self, name: str, path: Path) -> None:

@@ -207,9 +207,11 @@ def replica_objects(spec: DeploymentSpec, model_version: str, *, track: str = "s
     object_labels["llmops.dev/track"] = track
     memory = f"{settings.memory_mb or spec.resources.memory_limit_mb}Mi"
     cpu = str(spec.resources.threads)
+    requests: Obj = {"cpu": cpu, "memory": memory}
     limits: Obj = {"cpu": cpu, "memory": memory}
-    if spec.resources.gpus:
-        limits["nvidia.com/gpu"] = spec.resources.gpus
+    if spec.gpus_per_replica:
+        # an extended resource: requested and limited alike, so the scheduler places the pod on a GPU node
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = spec.gpus_per_replica
     port = settings.replica_port
     startup_failures = max(1, math.ceil(spec.readiness.timeout_s / max(spec.readiness.interval_s, 1)))
     _, container_security = _security()
@@ -220,7 +222,7 @@ def replica_objects(spec: DeploymentSpec, model_version: str, *, track: str = "s
         "args": replica_args(spec, model_version, "0.0.0.0", port),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": _env(settings, gateway=False),
-        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
+        "resources": {"requests": requests, "limits": limits},
         "startupProbe": _probe(spec.readiness.path, spec.readiness.interval_s, 2, startup_failures),
         "readinessProbe": _probe(spec.readiness.path, 5, spec.liveness.timeout_s, 2),
         "livenessProbe": _probe(

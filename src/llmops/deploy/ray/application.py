@@ -69,6 +69,16 @@ def _replica_args(spec: DeploymentSpec, model_version: str) -> tuple[str, dict[s
     return model_version, serve_config.model_dump(mode="json"), engine
 
 
+def ray_actor_options(spec: DeploymentSpec, env: dict[str, str]) -> dict[str, Any]:
+    """What each Serve replica reserves (its threads, the GPUs its engine device needs) and its env."""
+    env_vars = {**env, "OMP_NUM_THREADS": str(spec.resources.threads)}
+    return {
+        "num_cpus": spec.resources.threads,
+        "num_gpus": spec.gpus_per_replica,
+        "runtime_env": {"env_vars": env_vars},
+    }
+
+
 def autoscaling_config(spec: DeploymentSpec, initial: int) -> dict[str, Any]:
     """Serve's ``autoscaling_config``: replicas.min..max, starting at ``initial``."""
     scaling = spec.targets.ray.autoscaling
@@ -96,7 +106,6 @@ def build_application(
     scaling: dict[str, Any] = (
         {"num_replicas": replicas} if pinned else {"autoscaling_config": autoscaling_config(spec, replicas)}
     )
-    env_vars = {**env, "OMP_NUM_THREADS": str(spec.resources.threads)}
     deployment: Any = serve.deployment(
         serve.ingress()(LLMOpsReplica),
         name=spec.name,
@@ -107,11 +116,7 @@ def build_application(
         # every imperative deploy is a new code version to Serve, so `scale` and a re-apply replace
         # the replicas: new ones start and become ready before the old ones stop
         max_surge_percent=100,
-        ray_actor_options={
-            "num_cpus": spec.resources.threads,
-            "num_gpus": spec.resources.gpus,
-            "runtime_env": {"env_vars": env_vars},
-        },
+        ray_actor_options=ray_actor_options(spec, env),
         **scaling,
     )
     return deployment.bind(*_replica_args(spec, model_version))

@@ -51,10 +51,11 @@ def check_placeable(spec: DeploymentSpec) -> None:
     ray, _ = import_ray()
     total = ray.cluster_resources()
     gpus = int(total.get("GPU", 0))
-    if spec.resources.gpus > gpus:
+    if spec.gpus_per_replica > gpus:
         raise InvalidInput(
-            f"field 'resources.gpus': each replica asks for {spec.resources.gpus} GPU(s) but the Ray "
-            f"cluster has {gpus}; set resources.gpus to 0 or add GPU nodes",
+            f"field 'resources.gpus': each replica asks for {spec.gpus_per_replica} GPU(s) but the Ray "
+            f"cluster has {gpus}; set resources.gpus to 0 (and backend.engine.device to auto or cpu) or "
+            "add GPU nodes",
             param="resources.gpus",
         )
     cpus = int(total.get("CPU", 0))

@@ -81,7 +81,7 @@ class RayTarget:
             f"application: {app_name(spec.name, track, ref)}",
             f"route_prefix: {route_prefix(spec.name, track, ref)}",
             f"upstream: {ray.served_url()}{route_prefix(spec.name, track, ref)}",
-            f"ray_actor_options: num_cpus={spec.resources.threads} num_gpus={spec.resources.gpus}",
+            f"ray_actor_options: num_cpus={spec.resources.threads} num_gpus={spec.gpus_per_replica}",
             f"max_ongoing_requests: {ray.autoscaling.max_ongoing_requests}",
             f"autoscaling_config: {autoscaling_config(spec, spec.replicas.count)}",
         ]
