@@ -207,6 +207,12 @@ def _numbers(service: LoopService) -> dict[str, dict[str, Any]]:
     return {t.to_state: t.numbers for t in summary.transitions}
 
 
+def _story(service: LoopService) -> list[str]:
+    """The last cycle's transitions with their reasons: what a failed assertion should show."""
+    (summary, *_) = service.history(limit=1)
+    return [f"{t.to_state}: {t.reason}" for t in summary.transitions]
+
+
 @pytest.mark.slow
 def test_a_shift_is_learned_gated_canaried_and_promoted_and_sabotage_never_reaches_production(
     world: World,
@@ -251,7 +257,7 @@ def test_a_shift_is_learned_gated_canaried_and_promoted_and_sabotage_never_reach
     sabotaged = world.service(curation={**curation, "replay": {"dataset": "orig-train@2", "share": 0.9}})
     calls = len(world.target.calls)
     rejected = sabotaged.once(force=True)
-    assert rejected.cycle is not None and rejected.cycle.state == "rejected", _numbers(sabotaged)
+    assert rejected.cycle is not None and rejected.cycle.state == "rejected", _story(sabotaged)
     assert _numbers(sabotaged)["rejected"]["passed"] is False
     assert len(world.target.calls) == calls  # nothing was started for it: no traffic reached it
     assert world.champion() == promoted
@@ -263,7 +269,7 @@ def test_a_shift_is_learned_gated_canaried_and_promoted_and_sabotage_never_reach
     world.canary_errors = 10
     third = world.service(evaluator=FakeEvaluator())
     rolled = third.once(force=True)
-    assert rolled.cycle is not None and rolled.cycle.state == "rolled_back", _numbers(third)
+    assert rolled.cycle is not None and rolled.cycle.state == "rolled_back", _story(third)
     assert _numbers(third)["gated"]["passed"] is True
     assert world.champion() == promoted
     assert "canary" not in world.target.tracks
