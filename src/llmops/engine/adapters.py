@@ -53,12 +53,24 @@ class AdapterSet:
             raise Conflict(f"adapter {name!r} is already loaded; unload it first", param="adapter")
         if not (Path(path) / "adapter_config.json").is_file():
             raise InvalidInput(f"no peft adapter (adapter_config.json) in {Path(path).name!r}", param="path")
+        self._check_base_takes_lora()
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self.base_model, str(path), adapter_name=name)
         else:
             self._peft.load_adapter(str(path), adapter_name=name)
         self._peft.eval()
         self._namespaces[name] = next(self._next_namespace)
+
+    def _check_base_takes_lora(self) -> None:
+        quantized = getattr(self.base_model.config, "quantization_config", None)
+        if quantized is not None:
+            method = getattr(quantized, "method", None) or getattr(quantized, "quant_method", "?")
+            raise InvalidInput(
+                f"LoRA adapters cannot be served on a quantised base ({method}): peft's LoRA layers wrap "
+                "floating-point linear layers only. Serve the adapter on the unquantised source version, "
+                "or merge the adapter into it and quantise the merged model",
+                param="adapter",
+            )
 
     def unload(self, name: str) -> None:
         """Remove adapter ``name``; the base model is restored when the last one goes."""

@@ -36,9 +36,15 @@ from llmops.train.input_format import PromptEncoder, read_input_format
 
 
 def load_causal_lm(model_dir: Path, dtype: str) -> Any:
-    """A transformers causal LM from a local directory, its attention routed to the paged cache."""
+    """A transformers causal LM from a local directory, its attention routed to the paged cache.
+
+    A directory quantised by llmops (``quantization_config.quant_method: llmops``) loads through the
+    quantizer ``train.quantization`` registers with transformers."""
     from transformers import AutoModelForCausalLM
 
+    from llmops.train.quantization import register_with_transformers
+
+    register_with_transformers()
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, local_files_only=True, dtype=DTYPES[dtype], attn_implementation=register_paged_attention()
     )
