@@ -151,3 +151,39 @@ def test_make_tiny_model_quantizes_too(cli, tmp_path: Path) -> None:  # type: ig
     done = cli("models", "quantize", "bare", "--method", "int8-weight-only", "--name", "bare-w8")
     assert done.code == 0, done.err
     assert "registered bare-w8@1" in done.out
+
+
+def test_quantize_stage_registers_and_records_the_tradeoff(  # type: ignore[no-untyped-def]
+    cli, source_dir: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    assert cli("models", "register", source_dir, "--name", "tiny").code == 0
+    suite = _probe_suite(source_dir, tmp_path)
+    stage = {
+        "kind": "quantize",
+        "params": {
+            "model": "tiny@1",
+            "method": "int4-weight-only",
+            "name": "tiny-int4",
+            "options": {"group_size": 32},
+            "suite": suite.name,
+            "serving": {"requests": 1, "concurrency": 2, "max_tokens": 3},
+        },
+    }
+    pipeline = tmp_path / "llmops.yaml"
+    pipeline.write_text(yaml.safe_dump({"name": "shrink", "stages": {"quantize": stage}}))
+    first = cli("pipeline", "run", pipeline)
+    assert first.code == 0, first.out + first.err
+    assert "tiny-int4@1: weight memory" in first.out and "exact_match" in first.out
+    version = Registry.from_home(open_home()).get("tiny-int4@1")
+    assert version.base == "tiny@1" and version.tags["pipeline"] == "shrink"
+    assert version.tags["quantization"]["method"] == "int4-weight-only"
+    assert version.tags["tradeoff/tiny@1"]["serving"]["candidate"]["disk_bytes"] > 0
+    again = cli("pipeline", "run", pipeline)
+    assert again.code == 0 and "[skip] quantize" in again.out  # cached: same source, same parameters
+
+    stage["params"]["options"] = {"group": 32}  # type: ignore[index]
+    pipeline.write_text(yaml.safe_dump({"name": "shrink", "stages": {"quantize": stage}}))
+    bad = cli("pipeline", "run", pipeline)
+    assert bad.code == 2 and "options.group" in bad.err

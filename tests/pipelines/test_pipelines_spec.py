@@ -85,7 +85,7 @@ def test_promotion_must_come_after_a_gate() -> None:
 
 
 def test_unavailable_kinds_are_refused_before_running() -> None:
-    stages = {"synth": SYNTH, "q": {"kind": "quantize", "params": {"model": "m@1"}}}
+    stages = {"synth": SYNTH, "q": {"kind": "distill", "params": {"model": "m@1"}}}
     pipeline = spec.build(body(**stages), Path("llmops.yaml"))
     with pytest.raises(InvalidInput, match="not available in this version"):
         spec.check_available(pipeline, ["synth", "q"])
