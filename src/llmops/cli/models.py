@@ -72,7 +72,7 @@ def quantize(
     )
 
 
-def _mib(size: int) -> str:
+def _mib(size: float) -> str:
     return f"{size / 2**20:.2f} MiB"
 
 
@@ -155,11 +155,17 @@ def _print_tradeoff(record: TradeoffRecord) -> None:
             ratio = record.ratio(key)
             table.add_row(
                 label.format(concurrency=concurrency),
-                _num(base),
-                _num(cand),
+                _serving_cell(key, base),
+                _serving_cell(key, cand),
                 f"{ratio:.3f}x" if ratio is not None else "-",
             )
         console.print(table)
+
+
+def _serving_cell(key: str, value: float | None) -> str:
+    if value is not None and key.endswith("_bytes"):
+        return _mib(value)
+    return _num(value)
 
 
 def _num(value: object, sign: str = "") -> str:

@@ -36,8 +36,8 @@ SERVING_ROWS = (
     ("decode_tokens_per_s", "decode tokens/s, single stream", True),
     ("concurrent_tokens_per_s", "tokens/s at {concurrency} concurrent", True),
     ("ttft_p95_s", "p95 TTFT at {concurrency} concurrent (s)", False),
-    ("weight_bytes", "weight memory (bytes)", False),
-    ("disk_bytes", "model size on disk (bytes)", False),
+    ("weight_bytes", "weight memory", False),
+    ("disk_bytes", "model size on disk", False),
 )
 
 
