@@ -6,7 +6,7 @@ shared CPU in a benchmark's time, and decode speed and memory do not depend on w
 learnt:
 
 - speed and memory: a Llama built from config (random weights, ``--hidden``/``--layers``/
-  ``--intermediate``, default 12 layers of 512, about 50M parameters) with the demo teacher's
+  ``--intermediate``, default 13 layers of 512, 51M parameters) with the demo teacher's
   tokenizer, quantised with ``llmops.train.quantization`` and served by the in-process engine
   (``evals.serving_bench``: every arm on the same prompts, single stream with the arms alternating
   per prompt, then ``--concurrency`` requests at once). Decode tokens/s single stream, tokens/s at
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="optimiser steps of the demo teacher")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--layers", type=int, default=13)
     parser.add_argument("--intermediate", type=int, default=2048)
     parser.add_argument("--requests", type=int, default=8, help="single-stream requests per arm")
     parser.add_argument("--concurrency", type=int, default=32)

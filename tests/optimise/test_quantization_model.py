@@ -10,6 +10,7 @@ from tests.engine.engine_factories import random_prompts, reference_greedy
 from transformers import AutoModelForCausalLM
 
 from llmops.errors import InvalidInput
+from llmops.train.modeling import load_model
 from llmops.train.quantization import load_quantized, quantize_model, save_quantized, weight_bytes
 from llmops.train.quantized_linear import METHODS, Int4Linear, Int8Linear, QuantizedLinear
 
@@ -71,6 +72,9 @@ def test_quantizing_twice_or_a_bad_method_or_group_is_refused(source_dir: Path, 
         quantize_model(model, "int3")
     with pytest.raises(InvalidInput, match="group_size 48"):
         quantize_model(model, "int4-weight-only", group_size=48)
-    loaded = load_quantized(_quantized(source_dir, tmp_path, "int8-dynamic"))
+    quantized_dir = _quantized(source_dir, tmp_path, "int8-dynamic")
     with pytest.raises(InvalidInput, match="already quantised"):
-        quantize_model(loaded, "int4-weight-only")
+        quantize_model(load_quantized(quantized_dir), "int4-weight-only")
+    # training (fine-tune base, distillation teacher) needs floating-point weights
+    with pytest.raises(InvalidInput, match=r"model given as model.base is quantised \(int8-dynamic\)"):
+        load_model(quantized_dir, param="model.base")

@@ -140,9 +140,9 @@ def check_quantizable(config: dict[str, Any], method: str, group_size: int) -> Q
     checked = check_method(method)
     existing = quantization_of(config)
     if existing is not None:
+        scheme = " ".join(str(existing[k]) for k in ("quant_method", "method") if k in existing)
         raise InvalidInput(
-            f"the model is already quantised ({existing.get('quant_method')} "
-            f"{existing.get('method', '')}); quantise its floating-point source instead".replace(" )", ")"),
+            f"the model is already quantised ({scheme}); quantise its floating-point source instead",
             param="model",
         )
     model_type = config.get("model_type")
