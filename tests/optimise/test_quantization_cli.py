@@ -66,6 +66,8 @@ def test_quantize_registers_with_lineage_and_compare_prints_the_tradeoff(  # typ
     record = version.tags["quantization"]
     assert record["method"] == "int8-dynamic" and record["source"] == "tiny@1"
     assert record["weight_bytes"] < record["source_weight_bytes"]
+    shown = cli("models", "show", "tiny-int8-dynamic@1")
+    assert "int8-dynamic of tiny@1 (14 linear layers, weight memory" in " ".join(shown.out.split())
     lineage = cli("models", "lineage", "tiny-int8-dynamic@1")
     assert "base: tiny@1" in lineage.out
     assert "descendant: tiny-int8-dynamic@1" in cli("models", "lineage", "tiny@1").out

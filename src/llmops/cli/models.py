@@ -210,6 +210,9 @@ def show(
         "description": version.description or "-",
         "input": _input_format(version.tags.get("input_format")),
     }
+    quantized = version.tags.get("quantization")
+    if isinstance(quantized, dict):
+        rows["quantization"] = _quantization(quantized)
     for key, value in rows.items():
         table.add_row(key, Text(value))  # plain text: values hold brackets and token markers
     console.print(table)
@@ -238,6 +241,17 @@ def alias_delete(
     """Remove ALIAS from NAME (audited)."""
     move = _registry(ctx).delete_alias(name, alias, reason)
     console.print(f"{name}@{alias} removed (was {move.before})")
+
+
+def _quantization(record: dict[str, object]) -> str:
+    """The ``quantization`` tag ``models quantize`` records, in one line."""
+    weights, source = record.get("weight_bytes"), record.get("source_weight_bytes")
+    ratio = (
+        f", weight memory {weights / source:.3f}x of the source"
+        if (isinstance(weights, int) and isinstance(source, int) and source)
+        else ""
+    )
+    return f"{record.get('method')} of {record.get('source')} ({record.get('layers')} linear layers{ratio})"
 
 
 def _input_format(recorded: object) -> str:
