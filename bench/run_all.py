@@ -110,7 +110,10 @@ SECTIONS = (
         "quantize",
         "Quantisation: int8 and int4 against fp32",
         "bench/optimise/quantize.py",
-        quick_args=("--rows", "200", "--steps", "20", "--layers", "2", "--requests", "2", "--concurrency", "8"),
+        quick_args=(
+            *("--rows", "200", "--steps", "20"),
+            *("--layers", "2", "--requests", "2", "--concurrency", "8"),
+        ),
     ),
     Section(
         "ui",

@@ -156,9 +156,11 @@ def test_make_tiny_model_quantizes_too(cli, tmp_path: Path) -> None:  # type: ig
 
 
 def test_quantize_stage_registers_and_records_the_tradeoff(  # type: ignore[no-untyped-def]
-    cli, source_dir: Path, tmp_path: Path
+    cli, source_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     import yaml
+
+    monkeypatch.chdir(tmp_path)  # the run writes its reports/ under the working directory
 
     assert cli("models", "register", source_dir, "--name", "tiny").code == 0
     suite = _probe_suite(source_dir, tmp_path)
