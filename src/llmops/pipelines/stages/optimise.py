@@ -1,29 +1,28 @@
-"""`quantize`: quantise a model version and record its trade-off; `distill` is declared, refused.
+"""`quantize`: quantise a model version and record its trade-off; `distill`: distil a teacher.
 
 ``quantize`` registers the quantised version (lineage to its source, the pipeline run in its tags),
 then, unless ``tradeoff: false``, evaluates it on the source's suite (``suite`` when given, else
 the suite of the source's latest evaluation) and serves both through the engine in the same run
 (``serving`` bounds how much); the table is stored on the new version (``models compare`` prints
-it). Distillation runs as a ``train`` stage with a ``kind: distill`` recipe; the ``distill`` kind
-itself is not available yet.
+it).
+
+``distill`` is a ``train`` stage whose recipe must be ``kind: distill`` and whose ``teacher``
+(a version reference, typically another stage's output) replaces the recipe's ``distill.teacher``,
+so the teacher's digest is part of the cache key and the DAG orders the teacher's stage first.
+The student registers with lineage to its teacher (``train.distill``'s tags and datasets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.errors import LLMOpsError
+from llmops.errors import InvalidInput, LLMOpsError
 from llmops.pipelines.stages.base import StageContext, StageKind, StageOutcome, StageParams, file_digest
+from llmops.pipelines.stages.train import Train, TrainParams, recipe_with_params
 from llmops.registry import Registry
-
-
-class OptimiseParams(StageParams):
-    model: str = Field(description="Model version to optimise.")
-    name: str | None = Field(None, description="Registered name of the result.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Options of the method.")
 
 
 class ServingBudget(BaseModel):
@@ -121,20 +120,32 @@ class Quantize(StageKind):
         return None
 
 
-class Distill(StageKind):
-    kind = "distill"
-    params = OptimiseParams
-    outputs = ("model",)
-    summary = "Distil a model version (not available as a stage: use `train` with a `kind: distill` recipe)."
+class DistillParams(TrainParams):
+    teacher: str = Field(description="Teacher version; replaces the recipe's `distill.teacher`.")
 
-    def available(self) -> str | None:
-        return (
-            f"stage kind {self.kind!r} is not available in this version of llmops; "
-            "run a `train` stage with a `kind: distill` recipe"
-        )
+
+class Distill(Train):
+    kind = "distill"
+    params: ClassVar[type[TrainParams]] = DistillParams
+    outputs = ("model", "run")
+    summary = "Distil a teacher version into a student (a `kind: distill` recipe) and register it."
+
+    def fingerprint(self, ctx: StageContext, params: StageParams) -> dict[str, str]:
+        assert isinstance(params, DistillParams)
+        teacher = Registry.from_home(ctx.home).get(params.teacher).digest
+        return {**super().fingerprint(ctx, params), "teacher": teacher}
 
     def run(self, ctx: StageContext, params: StageParams) -> StageOutcome:
-        raise NotImplementedError(self.available())
+        assert isinstance(params, DistillParams)
+        kind = recipe_with_params(ctx, params).get("kind")
+        if kind != "distill":
+            raise InvalidInput(
+                f"stage {ctx.stage!r}: params.recipe: a distill stage needs a `kind: distill` recipe, "
+                f"got kind {kind!r}",
+                param="recipe",
+            )
+        teacher = Registry.from_home(ctx.home).get(params.teacher).ref
+        return super().run(ctx, params.model_copy(update={"set": {**params.set, "distill.teacher": teacher}}))
 
 
 QUANTIZE = Quantize()
