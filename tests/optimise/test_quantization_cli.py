@@ -191,3 +191,16 @@ def test_quantize_stage_registers_and_records_the_tradeoff(  # type: ignore[no-u
     pipeline.write_text(yaml.safe_dump({"name": "shrink", "stages": {"quantize": stage}}))
     bad = cli("pipeline", "run", pipeline)
     assert bad.code == 2 and "options.group" in bad.err
+    stage["params"].update(options={}, method="int3")  # type: ignore[attr-defined]
+    pipeline.write_text(yaml.safe_dump({"name": "shrink", "stages": {"quantize": stage}}))
+    bad = cli("pipeline", "run", pipeline)
+    assert bad.code == 2 and "params.method" in bad.err and "int8-dynamic" in bad.err
+
+
+def test_the_stage_offers_the_methods_the_kernels_have() -> None:
+    from typing import get_args
+
+    from llmops.pipelines.stages.optimise import Method
+    from llmops.train.quantized_linear import METHODS
+
+    assert get_args(Method) == METHODS

@@ -15,7 +15,7 @@ The student registers with lineage to its teacher (``train.distill``'s tags and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,9 @@ from llmops.errors import InvalidInput, LLMOpsError
 from llmops.pipelines.stages.base import StageContext, StageKind, StageOutcome, StageParams, file_digest
 from llmops.pipelines.stages.train import Train, TrainParams, recipe_with_params
 from llmops.registry import Registry
+
+# the methods of llmops.train.quantized_linear (not imported here: it brings torch into spec checks)
+Method = Literal["int8-dynamic", "int8-weight-only", "int4-weight-only"]
 
 
 class ServingBudget(BaseModel):
@@ -42,7 +45,7 @@ class QuantizeOptions(BaseModel):
 
 class QuantizeParams(StageParams):
     model: str = Field(description="Model version to quantise, e.g. `${stages.train.outputs.model}`.")
-    method: str = Field(description="int8-dynamic | int8-weight-only | int4-weight-only.")
+    method: Method = Field(description="int8-dynamic | int8-weight-only | int4-weight-only.")
     name: str | None = Field(None, description="Registered name of the result (default <source>-<method>).")
     options: QuantizeOptions = Field(default_factory=QuantizeOptions, description="Options of the method.")
     tradeoff: bool = Field(True, description="Evaluate and benchmark the result against its source.")
