@@ -115,6 +115,15 @@ SECTIONS = (
         quick_args=("--rows", "200", "--steps", "20", "--passes", "1"),
     ),
     Section(
+        "quantize",
+        "Quantisation: int8 and int4 against fp32",
+        "bench/optimise/quantize.py",
+        quick_args=(
+            *("--rows", "200", "--steps", "20"),
+            *("--layers", "2", "--requests", "2", "--concurrency", "8"),
+        ),
+    ),
+    Section(
         "ui",
         "Dashboard pages on 100,000 request rows",
         "bench/ui/run.py",

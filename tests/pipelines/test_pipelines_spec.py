@@ -84,8 +84,12 @@ def test_promotion_must_come_after_a_gate() -> None:
     spec.build(body(**stages), Path("llmops.yaml"))
 
 
-def test_unavailable_kinds_are_refused_before_running() -> None:
-    stages = {"synth": SYNTH, "q": {"kind": "quantize", "params": {"model": "m@1"}}}
+def test_unavailable_kinds_are_refused_before_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops.pipelines.stages.optimise import Quantize
+
+    # every kind is available in this installation: stand in for one that is not (a missing extra)
+    monkeypatch.setattr(Quantize, "available", lambda self: "not available in this version of llmops")
+    stages = {"synth": SYNTH, "q": {"kind": "quantize", "params": {"model": "m@1", "method": "int8-dynamic"}}}
     pipeline = spec.build(body(**stages), Path("llmops.yaml"))
     with pytest.raises(InvalidInput, match="not available in this version"):
         spec.check_available(pipeline, ["synth", "q"])

@@ -1,8 +1,9 @@
-"""`llmops models`: register, list, show, alias, lineage and model cards."""
+"""`llmops models`: register, list, show, alias, lineage, model cards, quantise and compare."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -13,6 +14,9 @@ from llmops.registry import Registry
 from llmops.registry.cards import render_card
 from llmops.registry.lineage import DatasetNode, lineage
 from llmops.train.input_format import InputFormat, read_input_format
+
+if TYPE_CHECKING:
+    from llmops.evals.tradeoff import TradeoffRecord
 
 app = typer.Typer(help="Model registry: versions, aliases, lineage, cards.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -42,6 +46,133 @@ def register(
         path, name, description=description, base=base, source_run_id=run, reason=reason, tags=tags
     )
     console.print(f"registered {version.ref} ({version.format}, digest {version.digest[:12]})")
+
+
+@app.command("quantize")
+def quantize(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Source version: name, name@VERSION or name@ALIAS."),
+    method: str = typer.Option(
+        ..., "--method", help="int8-dynamic | int8-weight-only | int4-weight-only (CPU kernels)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Registered name (default: <source>-<method>)."),
+    group_size: int = typer.Option(32, "--group-size", help="Weights per scale for int4 (32/64/128/256)."),
+    reason: str | None = typer.Option(None, help="Why, for the audit log."),
+) -> None:
+    """Quantise the linear layers of a version; register the result with lineage to its source."""
+    from llmops.train.quantize_version import quantize_version
+
+    result = quantize_version(_registry(ctx), ref, method, name=name, group_size=group_size, reason=reason)
+    console.print(
+        f"registered {result.version.ref} ({result.method}, {result.layers} linear layers) from "
+        f"{result.source.ref}: weight memory {_mib(result.weight_bytes)} vs "
+        f"{_mib(result.source_weight_bytes)} ({result.weight_ratio:.3f}x), "
+        f"on disk {_mib(result.disk_bytes)} ({result.disk_ratio:.3f}x)",
+        markup=False,
+    )
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.2f} MiB"
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    candidate: str = typer.Argument(..., help="The optimised version, e.g. demo-int8-dynamic@1."),
+    baseline: str = typer.Argument(..., help="The version it is measured against (its source)."),
+    measure: bool = typer.Option(
+        False,
+        "--measure",
+        help="Evaluate and benchmark now and store the record (else print the stored one).",
+    ),
+    suite: Path | None = typer.Option(
+        None, "--suite", help="Suite YAML (default: the suite of the baseline's latest evaluation run)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N examples."),
+    speed: bool = typer.Option(True, "--speed/--no-speed", help="With --measure: benchmark serving too."),
+    requests: int = typer.Option(4, "--requests", min=1, help="Single-stream requests per model."),
+    concurrency: int = typer.Option(32, "--concurrency", min=1, help="Requests at once for throughput/TTFT."),
+    max_tokens: int = typer.Option(16, "--max-tokens", min=2, help="Tokens generated per request."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads of the engine."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The trade-off table of CANDIDATE against BASELINE: quality with intervals, speed and memory ratios."""
+    from llmops.evals.serving_bench import ServingSettings
+    from llmops.evals.tradeoff import measure_tradeoff, stored_tradeoff
+
+    home = home_of(ctx)
+    if measure:
+        settings = ServingSettings(requests, concurrency, max_tokens, threads) if speed else None
+        record = measure_tradeoff(home, candidate, baseline, suite=suite, limit=limit, serving=settings)
+    else:
+        record = stored_tradeoff(home, candidate, baseline)
+    if json_out:
+        print_json(record.to_json())
+        return
+    _print_tradeoff(record)
+
+
+def _print_tradeoff(record: TradeoffRecord) -> None:
+    from llmops.evals.tradeoff import SERVING_ROWS
+
+    console.print(f"{record.candidate} against {record.baseline}", markup=False)
+    if record.note:
+        console.print(record.note, markup=False)
+    if record.quality:
+        table = Table(
+            "metric",
+            "baseline",
+            "candidate",
+            "difference",
+            "interval",
+            "p",
+            "verdict",
+            title=f"quality on suite {record.suite}",
+        )
+        for row in record.quality:
+            interval = (
+                f"[{row['low']:+.3f}, {row['high']:+.3f}] ({row['confidence']:.0%})"
+                if row.get("low") is not None
+                else "-"
+            )
+            table.add_row(
+                row["metric"],
+                _num(row["baseline"]),
+                _num(row["candidate"]),
+                _num(row["difference"], "+"),
+                Text(interval),
+                _num(row["p_value"]),
+                str(row.get("verdict") or row.get("error") or "-"),
+            )
+        console.print(table)
+    if record.serving:
+        concurrency = record.settings.get("concurrency", 0)
+        table = Table("measure", "baseline", "candidate", "ratio", title="serving (same run)")
+        for key, label, _higher in SERVING_ROWS:
+            base = record.serving["baseline"].get(key)
+            cand = record.serving["candidate"].get(key)
+            ratio = record.ratio(key)
+            table.add_row(
+                label.format(concurrency=concurrency),
+                _serving_cell(key, base),
+                _serving_cell(key, cand),
+                f"{ratio:.3f}x" if ratio is not None else "-",
+            )
+        console.print(table)
+
+
+def _serving_cell(key: str, value: float | None) -> str:
+    if value is not None and key.endswith("_bytes"):
+        return _mib(value)
+    return _num(value)
+
+
+def _num(value: object, sign: str = "") -> str:
+    if value is None:
+        return "-"
+    assert isinstance(value, int | float)
+    return f"{value:{sign}.4g}"
 
 
 @app.command("list")
@@ -79,6 +210,9 @@ def show(
         "description": version.description or "-",
         "input": _input_format(version.tags.get("input_format")),
     }
+    quantized = version.tags.get("quantization")
+    if isinstance(quantized, dict):
+        rows["quantization"] = _quantization(quantized)
     for key, value in rows.items():
         table.add_row(key, Text(value))  # plain text: values hold brackets and token markers
     console.print(table)
@@ -107,6 +241,17 @@ def alias_delete(
     """Remove ALIAS from NAME (audited)."""
     move = _registry(ctx).delete_alias(name, alias, reason)
     console.print(f"{name}@{alias} removed (was {move.before})")
+
+
+def _quantization(record: dict[str, object]) -> str:
+    """The ``quantization`` tag ``models quantize`` records, in one line."""
+    weights, source = record.get("weight_bytes"), record.get("source_weight_bytes")
+    ratio = (
+        f", weight memory {weights / source:.3f}x of the source"
+        if (isinstance(weights, int) and isinstance(source, int) and source)
+        else ""
+    )
+    return f"{record.get('method')} of {record.get('source')} ({record.get('layers')} linear layers{ratio})"
 
 
 def _input_format(recorded: object) -> str:

@@ -55,6 +55,7 @@ class AdapterSet:
             raise Conflict(f"adapter {name!r} is already loaded; unload it first", param="adapter")
         if not (Path(path) / "adapter_config.json").is_file():
             raise InvalidInput(f"no peft adapter (adapter_config.json) in {Path(path).name!r}", param="path")
+        self._check_base_takes_lora()
         # Loaded as saved and onto the base model's device, then cast to its dtype (peft would upcast).
         device = str(self.placement.device)
         options: dict[str, Any] = {"torch_device": device, "autocast_adapter_dtype": False}
@@ -65,6 +66,17 @@ class AdapterSet:
         place_module(self._peft, self.placement, parameters=lambda param: f".{name}." in param)
         self._peft.eval()
         self._namespaces[name] = next(self._next_namespace)
+
+    def _check_base_takes_lora(self) -> None:
+        quantized = getattr(self.base_model.config, "quantization_config", None)
+        if quantized is not None:
+            method = getattr(quantized, "method", None) or getattr(quantized, "quant_method", "?")
+            raise InvalidInput(
+                f"LoRA adapters cannot be served on a quantised base ({method}): peft's LoRA layers wrap "
+                "floating-point linear layers only. Serve the adapter on the unquantised source version, "
+                "or merge the adapter into it and quantise the merged model",
+                param="adapter",
+            )
 
     def unload(self, name: str) -> None:
         """Remove adapter ``name``; the base model is restored when the last one goes."""

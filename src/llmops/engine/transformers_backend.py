@@ -10,6 +10,7 @@ records its own input format), the same one training and evaluation use.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,17 @@ from llmops.train.input_format import PromptEncoder, read_input_format
 
 def load_causal_lm(model_dir: Path, placement: Placement) -> Any:
     """A transformers causal LM from a local directory on ``placement``'s device and dtype, its
-    attention routed to the paged cache."""
+    attention routed to the paged cache.
+
+    A directory quantised by llmops (``quantization_config.quant_method: llmops``) loads through the
+    quantizer ``train.quantization`` registers with transformers; its kernels are the CPU's, so it
+    runs on the CPU in float32 only."""
     from transformers import AutoModelForCausalLM
 
+    from llmops.train.quantization import register_with_transformers
+
+    _check_quantized_placement(model_dir, placement)
+    register_with_transformers()
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         local_files_only=True,
@@ -48,6 +57,27 @@ def load_causal_lm(model_dir: Path, placement: Placement) -> Any:
         attn_implementation=register_paged_attention(),
     )
     return place_module(model, placement).eval()
+
+
+def _check_quantized_placement(model_dir: Path, placement: Placement) -> None:
+    from llmops.train.quantization import quantization_of
+
+    config_file = model_dir / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    quantized = quantization_of(config)
+    if quantized is None:
+        return
+    if placement.device.type != "cpu":
+        raise InvalidInput(
+            f"a model quantised with {quantized.get('method', 'llmops')!r} runs on the CPU only "
+            f"(its kernels are CPU kernels), not on {placement.device}; set device to cpu",
+            param="device",
+        )
+    if placement.dtype != torch.float32:
+        raise InvalidInput(
+            f"a quantised model computes in float32, not {placement.dtype}; set dtype to float32 or auto",
+            param="dtype",
+        )
 
 
 def stop_token_ids(model: Any, encoder: PromptEncoder) -> frozenset[int]:

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmops.evals.metric_base import ChatMessage
 from llmops.evals.suite import GenerationParams
 from llmops.train.input_format import PromptEncoder
+from llmops.train.quantization import register_with_transformers
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class TransformersGenerator:
         if threads is not None:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        register_with_transformers()  # a version quantised by llmops loads through its quantizer
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
         self.encoder = PromptEncoder.for_model_dir(model_dir, self.tokenizer)
         self.stop_ids = sorted(self.encoder.stop_token_ids(self.model.generation_config, self.model.config))

@@ -6,6 +6,7 @@ downloads. Saved models are safetensors only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,29 @@ def build_model(config: PretrainedConfig, *, seed: int) -> PreTrainedModel:
 
 
 def load_model(path: str | Path, *, param: str = "model.base") -> PreTrainedModel:
-    """Load a causal LM in fp32 from a local directory (never a hub)."""
+    """Load a causal LM in fp32 from a local directory (never a hub); a quantised model is refused
+    (training, distillation and quantisation need its floating-point weights)."""
+    _refuse_quantized(Path(path), param)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"no loadable model in {Path(path).name}: {exc}", param=param) from None
     return model
+
+
+def _refuse_quantized(path: Path, param: str) -> None:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # from_pretrained says what is wrong with the directory
+    scheme = config.get("quantization_config") if isinstance(config, dict) else None
+    if isinstance(scheme, dict):
+        method = scheme.get("method") or scheme.get("quant_method")
+        raise InvalidInput(
+            f"the model given as {param} is quantised ({method}); "
+            "train from its floating-point source version",
+            param=param,
+        )
 
 
 def count_parameters(model: torch.nn.Module) -> ParameterCount:

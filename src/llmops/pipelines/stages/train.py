@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field
@@ -16,6 +16,9 @@ from llmops.pipelines.stages.base import StageContext, StageKind, StageOutcome, 
 from llmops.pipelines.stages.data_common import dataset_digest
 from llmops.registry import Registry
 from llmops.security.yaml_input import load_yaml
+
+if TYPE_CHECKING:
+    from llmops.train.tracked import TeacherAnswers
 
 
 class TrainParams(StageParams):
@@ -107,6 +110,7 @@ class Train(StageKind):
                     threads=params.threads,
                     show_progress=False,
                     lineage=ctx.lineage,
+                    teacher_answers=self.teacher_answers(params),
                 )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -116,6 +120,20 @@ class Train(StageKind):
             f"loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}"
         )
         return StageOutcome({"model": trained.version.ref, "run": trained.run_id}, message=message)
+
+    def teacher_answers(self, params: TrainParams) -> TeacherAnswers | None:
+        """How a distillation teacher answers prompts (``distill.teacher_data``): the in-process
+        engine, as ``llmops train run`` does."""
+        threads = params.threads
+
+        def answer(model_dir: Path, prompts: list[str], max_tokens: int) -> list[str]:
+            from llmops.engine.config import EngineConfig
+            from llmops.engine.offline import complete_prompts
+
+            config = EngineConfig(threads=threads) if threads else None
+            return complete_prompts(model_dir, prompts, max_tokens, config=config)
+
+        return answer
 
     def still_valid(self, ctx: StageContext, params: StageParams, outputs: Mapping[str, str]) -> str | None:
         try:
