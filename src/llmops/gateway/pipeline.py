@@ -195,7 +195,7 @@ class Pipeline:
         if self.cache is None or not is_deterministic(ctx.parsed.body):
             return None
         hit = await self.cache.get(self._cache_key(ctx))
-        self.metrics.cache.labels(result="hit" if hit else "miss").inc()
+        self.metrics.child("cache", "hit" if hit else "miss").inc()
         if hit is None:
             return None
         prompt, completion = usage_of(hit)
@@ -292,10 +292,7 @@ class Pipeline:
             await self.budgets.settle(ctx.reservation, cost)
         await self._correct_tokens(ctx, (prompt + completion) if outcome.charged else 0)
         latency = ctx.elapsed()
-        self.metrics.requests.labels(deployment=config.name, status=str(outcome.status)).inc()
-        self.metrics.latency.labels(deployment=config.name).observe(latency)
-        if outcome.ttft_s is not None:
-            self.metrics.ttft.labels(deployment=config.name).observe(outcome.ttft_s)
+        self.metrics.count_request(config.name, outcome.status, latency, outcome.ttft_s)
         if outcome.response_id is not None:
             self._remember_response(outcome.response_id, ctx.request_id)
         if self.log_writer is not None:
@@ -333,7 +330,7 @@ class Pipeline:
         self, request_id: str, principal: Principal, endpoint: Endpoint, error: LLMOpsError
     ) -> None:
         """A request refused before it named a usable deployment (bad body, unknown model)."""
-        self.metrics.requests.labels(deployment="", status=str(error.status_code)).inc()
+        self.metrics.child("requests", "", str(error.status_code)).inc()
         if self.log_writer is not None:
             record = RequestLogRecord(
                 id=request_id,
