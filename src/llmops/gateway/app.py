@@ -2,7 +2,9 @@
 
 ``build_app(gateway)`` serves a wired ``Gateway``; ``create_app(config, home)`` wires one first.
 Every route is public by name (``policy.PUBLIC_PATHS``) or declares the role it needs; the app
-refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies.
+refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies. The three OpenAI
+completion and embedding calls are served by ``openai_lane`` straight from ASGI, behind the same
+middleware; their FastAPI routes stay for the OpenAPI document.
 
 Tracing (``monitor.tracing``): with a ``Tracing`` that is on (``LLMOPS_OTLP_ENDPOINT``, or one
 passed in), the outermost middleware opens a SERVER span per request carrying its ``x-request-id``,
