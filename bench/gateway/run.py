@@ -126,30 +126,87 @@ class Target:
     name: str
     url: str
     headers: dict[str, str]
+    pid: int | None = None  # its server process, whose CPU time per request is measured
 
 
-async def _measure(target: Target, payload: dict[str, object], clients: int, n: int, first: bool) -> str:
+@dataclass(frozen=True)
+class Measured:
+    p50: float
+    p99: float
+    rps: float
+    cpu_ms: float | None  # CPU of the target's process per request (user + system), ms
+
+    def cells(self) -> str:
+        return f"{self.p50:.2f} | {self.p99:.2f} | {self.rps:.0f}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(target: Target, payload: dict[str, object], clients: int, n: int, first: bool) -> Measured:
     await run_load(
         target.url, "/v1/chat/completions", payload, target.headers, clients, min(n, 200)
     )  # warm-up
-    p50, p99, rps = summarise(
-        await run_load(target.url, "/v1/chat/completions", payload, target.headers, clients, n), first=first
-    )
-    return f"{p50:.2f} | {p99:.2f} | {rps:.0f}"
+    cpu = cpu_seconds(target.pid) if target.pid else 0.0
+    result = await run_load(target.url, "/v1/chat/completions", payload, target.headers, clients, n)
+    cpu_ms = (cpu_seconds(target.pid) - cpu) * 1000 / n if target.pid else None
+    return Measured(*summarise(result, first=first), cpu_ms)
 
 
-async def latency_table(targets: list[Target], requests: int) -> list[str]:
-    """p50 ms | p99 ms | req/s of each target, non-streamed then time to first chunk of streams."""
+Whole = dict[tuple[str, int], Measured]
+
+
+async def latency_table(targets: list[Target], requests: int) -> tuple[list[str], Whole]:
+    """p50 ms | p99 ms | req/s of each target (and CPU ms per request of the gateway process),
+    non-streamed then time to first chunk of streams; also the whole-answer measurements by
+    (target, clients) for the goals."""
     rows: list[str] = []
+    whole: Whole = {}
     for title, payload, levels, first in (
         ("chat completion, whole answer", CHAT, (1, 16, 64), False),
         ("streamed chat completion, time to first chunk", {**CHAT, "stream": True}, (1, 16), True),
     ):
         header = " | ".join(f"{t.name} p50 ms | {t.name} p99 ms | {t.name} req/s" for t in targets)
-        rows += ["", f"{title}:", "", f"| clients | {header} |", "|---:" * (1 + 3 * len(targets)) + "|"]
+        cpu_targets = [t for t in targets if t.pid]
+        header += "".join(f" | {t.name} CPU ms/req" for t in cpu_targets)
+        columns = 1 + 3 * len(targets) + len(cpu_targets)
+        rows += ["", f"{title}:", "", f"| clients | {header} |", "|---:" * columns + "|"]
         for clients in levels:
-            cells = [await _measure(t, payload, clients, requests, first) for t in targets]
+            measured = [await _measure(t, payload, clients, requests, first) for t in targets]
+            cells = [m.cells() for m in measured]
+            cells += [f"{m.cpu_ms:.3f}" for m in measured if m.cpu_ms is not None]
             rows.append(f"| {clients} | " + " | ".join(cells) + " |")
+            if not first:
+                whole |= {(t.name, clients): m for t, m in zip(targets, measured, strict=True)}
+    return rows, whole
+
+
+GOAL_RATIO, GOAL_ADDED_MS, GOAL_CPU_MS = 30.0, 0.3, 0.3
+
+
+def goals(whole: Whole) -> list[str]:
+    """The gateway's goals, each with its measured value and whether it is met."""
+    added = whole["gateway", 1].p50 - whole["direct", 1].p50
+    cpu = whole["gateway", 16].cpu_ms
+    rows = ["", "| goal | measured | target | met |", "|---|---:|---:|---|"]
+    rows.append(
+        f"| added p50 over direct, 1 client | {added:.2f} ms | <= {GOAL_ADDED_MS} ms | "
+        f"{'yes' if added <= GOAL_ADDED_MS else 'no'} |"
+    )
+    if cpu is not None:
+        rows.append(
+            f"| gateway CPU per request, 16 clients | {cpu:.3f} ms | <= {GOAL_CPU_MS} ms | "
+            f"{'yes' if cpu <= GOAL_CPU_MS else 'no'} |"
+        )
+    if ("litellm", 16) in whole:
+        ratio = whole["gateway", 16].rps / whole["litellm", 16].rps
+        rows.append(
+            f"| req/s over LiteLLM's, 16 clients | {ratio:.1f}x | >= {GOAL_RATIO:.0f}x | "
+            f"{'yes' if ratio >= GOAL_RATIO else 'no'} |"
+        )
     return rows
 
 
@@ -215,7 +272,7 @@ def ingest(url: str, rows: int, batch: int) -> float:
         await writer.start()
         start = time.perf_counter()
         for record in records:
-            writer.submit(record)
+            await writer.submit(record)
         await writer.close()
         return time.perf_counter() - start
 
@@ -247,12 +304,16 @@ def _http_tables_sync(args: argparse.Namespace, work: Path) -> list[str]:
         processes.append(mock)
         gateway, url, key = start_gateway(work / "home", direct, args.upstream_client, args.redis)
         processes.append(gateway)
-        targets = [Target("direct", direct, {}), Target("gateway", url, {"Authorization": f"Bearer {key}"})]
+        targets = [
+            Target("direct", direct, {}),
+            Target("gateway", url, {"Authorization": f"Bearer {key}"}, gateway.pid),
+        ]
         if args.litellm:
             litellm, litellm_url, master = start_litellm(args.litellm, direct, work)
             processes.append(litellm)
             targets.append(Target("litellm", litellm_url, {"Authorization": f"Bearer {master}"}))
-        return asyncio.run(latency_table(targets, args.requests))
+        rows, whole = asyncio.run(latency_table(targets, args.requests))
+        return rows + goals(whole)
     finally:
         if args.redis:
             import redis

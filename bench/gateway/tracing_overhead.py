@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import run_load
-from run import CHAT, free_port, start_mock, summarise, wait_up
+from run import CHAT, cpu_seconds, free_port, start_mock, summarise, wait_up
 
 METRICS_TARGET, TRACING_TARGET = 0.03, 0.10
 
@@ -109,32 +109,39 @@ def start_gateway(
 
 
 async def measure(
-    gateways: dict[str, tuple[str, str]], clients: int, requests: int, rounds: int
-) -> dict[str, list[float]]:
+    gateways: dict[str, tuple[str, str, int]], clients: int, requests: int, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Requests/s and CPU ms per request of each gateway process, one value per round."""
     rps: dict[str, list[float]] = {name: [] for name in gateways}
-    for url, key in gateways.values():  # warm-up
+    cpu: dict[str, list[float]] = {name: [] for name in gateways}
+    for url, key, _ in gateways.values():  # warm-up
         await run_load(url, "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"}, clients, 300)
     names = list(gateways)
     for round_ in range(rounds):  # each round starts at the next gateway: no one is always first
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            url, key = gateways[name]
+            url, key, pid = gateways[name]
             headers = {"Authorization": f"Bearer {key}"}
+            before = cpu_seconds(pid)
             result = await run_load(url, "/v1/chat/completions", CHAT, headers, clients, requests)
+            cpu[name].append((cpu_seconds(pid) - before) * 1000 / requests)
             failed = Counter(s.status for s in result.samples if s.status != 200)
             if failed:
                 raise RuntimeError(f"{name}: requests failed, by status: {dict(failed)}")
             rps[name].append(summarise(result)[2])
-    return rps
+    return rps, cpu
 
 
-def table(rps: dict[str, list[float]], args: argparse.Namespace, exports: int) -> str:
+def table(
+    rps: dict[str, list[float]], cpu: dict[str, list[float]], args: argparse.Namespace, exports: int
+) -> str:
     median = {name: statistics.median(values) for name, values in rps.items()}
+    cpu_ms = {name: statistics.median(values) for name, values in cpu.items()}
     rows = [
         f"{os.cpu_count()} CPUs, {args.clients} clients, {args.requests} requests x {args.rounds} rounds "
         f"per gateway, load average {os.getloadavg()[0]:.1f} at the end; {exports} OTLP export calls",
         "",
-        "| gateway | metrics | tracing | median req/s | min | max |",
-        "|---|---|---|---:|---:|---:|",
+        "| gateway | metrics | tracing | median req/s | min | max | median CPU ms/req |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     setup = {
         "baseline": ("on", "off"),
@@ -145,7 +152,8 @@ def table(rps: dict[str, list[float]], args: argparse.Namespace, exports: int) -
     for name, values in rps.items():
         on = setup[name]
         rows.append(
-            f"| {name} | {on[0]} | {on[1]} | {median[name]:.0f} | {min(values):.0f} | {max(values):.0f} |"
+            f"| {name} | {on[0]} | {on[1]} | {median[name]:.0f} | {min(values):.0f} | {max(values):.0f} "
+            f"| {cpu_ms[name]:.3f} |"
         )
     rows += ["", "| cost | req/s ratio | cost | target | met |", "|---|---:|---:|---:|---|"]
     for label, ratio, target in (
@@ -161,6 +169,12 @@ def table(rps: dict[str, list[float]], args: argparse.Namespace, exports: int) -
         rows.append(
             f"| {label} | {ratio:.3f} | {cost:.1%} | <= {target:.0%} | {'yes' if cost <= target else 'no'} |"
         )
+    extra = cpu_ms["baseline"] / cpu_ms["no-metrics"] - 1
+    rows += [
+        "",
+        f"Metrics in CPU per request (baseline / no-metrics - 1): {extra:.1%} "
+        f"({(cpu_ms['baseline'] - cpu_ms['no-metrics']) * 1000:.0f} us a request).",
+    ]
     return "\n".join(rows)
 
 
@@ -176,7 +190,7 @@ def main() -> None:
         mock, upstream = start_mock()
         sink, sink_url = start_sink()
         processes += [mock, sink]
-        gateways: dict[str, tuple[str, str]] = {}
+        gateways: dict[str, tuple[str, str, int]] = {}
         for name, metrics, otlp, ratio in (
             ("baseline", True, None, 1.0),
             ("no-metrics", False, None, 1.0),
@@ -185,10 +199,10 @@ def main() -> None:
         ):
             process, url, key = start_gateway(work / name, upstream, metrics=metrics, otlp=otlp, ratio=ratio)
             processes.append(process)
-            gateways[name] = (url, key)
-        rps = asyncio.run(measure(gateways, args.clients, args.requests, args.rounds))
+            gateways[name] = (url, key, process.pid)
+        rps, cpu = asyncio.run(measure(gateways, args.clients, args.requests, args.rounds))
         exports = int(httpx.get(sink_url + "/count", timeout=5).text)
-        print(table(rps, args, exports))
+        print(table(rps, cpu, args, exports))
     finally:
         for process in reversed(processes):
             process.terminate()

@@ -145,3 +145,37 @@ async def test_redis_limiter_adjusts_tokens(redis_prefix: str) -> None:
         await limiter.acquire([LimitRule("key:t:tpm", "key.tpm", 100, 1, "tpm=100")])
     await redis.aclose()
     assert Role.CONSUMER
+
+
+async def test_redis_limits_and_budget_take_one_round_trip_to_admit_and_one_to_settle(
+    home: Home, make_key: Any, gw: Any, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Limits (rpm, tpm) and a budget in Redis: one script admits and holds, one batch settles and
+    corrects the token counters (five round trips before); what Redis holds afterwards is right."""
+    from redis.asyncio.connection import AbstractConnection
+
+    key = make_key(rpm=1000, tpm=1_000_000, budget_usd=10.0)
+    config = gw.config(redis_url=REDIS, redis_prefix=redis_prefix, limits={"backend": "redis"})
+    async with gw.client(home, config, gw.in_process(**{"support-bot": gw.MockUpstream("a")})) as (
+        client,
+        gateway,
+    ):
+        assert (await _post(client, gw, key)).status_code == 200  # scripts loaded into Redis
+        sent: list[object] = []
+        original = AbstractConnection.send_packed_command
+
+        async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+            sent.append(command)
+            await original(self, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+        answer = await _post(client, gw, key)
+        monkeypatch.undo()
+        assert answer.status_code == 200 and len(sent) == 2, sent
+        ledger, key_id = gateway.pipeline.budgets, gateway.keys.lookup(key).id
+        assert await ledger.spent(key_id) > 0  # both charged, nothing left on hold
+        assert int(await gateway.redis.hget(ledger.keys(key_id)[0], "reserved")) == 0
+        tpm = [k async for k in gateway.redis.scan_iter(redis_prefix + "rl:key:*:tpm")]
+        counted_tokens = sum(int(v) for v in (await gateway.redis.hgetall(tpm[0])).values())
+        usage = answer.json()["usage"]
+        assert len(tpm) == 1 and counted_tokens == 2 * (usage["prompt_tokens"] + usage["completion_tokens"])

@@ -2,7 +2,9 @@
 
 ``build_app(gateway)`` serves a wired ``Gateway``; ``create_app(config, home)`` wires one first.
 Every route is public by name (``policy.PUBLIC_PATHS``) or declares the role it needs; the app
-refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies.
+refuses to build otherwise. Errors are mapped once, to OpenAI-style bodies. The three OpenAI
+completion and embedding calls are served by ``openai_lane`` straight from ASGI, behind the same
+middleware; their FastAPI routes stay for the OpenAPI document.
 
 Tracing (``monitor.tracing``): with a ``Tracing`` that is on (``LLMOPS_OTLP_ENDPOINT``, or one
 passed in), the outermost middleware opens a SERVER span per request carrying its ``x-request-id``,
@@ -33,6 +35,7 @@ from llmops.gateway.config import GatewayConfig
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.middleware import GatewayMiddleware
 from llmops.gateway.monitor_routes import install_monitor_routes
+from llmops.gateway.openai_lane import GatewayApp, OpenAILane, error_response
 from llmops.gateway.openapi_doc import install_document, openai_body
 from llmops.gateway.policy import RequireRole, unguarded_routes
 from llmops.gateway.request_routes import install_request_routes
@@ -54,10 +57,6 @@ def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
-def _error_response(error: LLMOpsError) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers())
-
-
 def _allowed_methods(request: Request) -> str:
     """Every method some route takes at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
@@ -70,27 +69,27 @@ def _allowed_methods(request: Request) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_llmops_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LLMOpsError)
-        return _error_response(exc)
+        return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error_response(InvalidInput(f"{where or 'body'}: {first.get('msg', 'invalid')}", param=where))
+        return error_response(InvalidInput(f"{where or 'body'}: {first.get('msg', 'invalid')}", param=where))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         refused = parse_error_of(exc)
         if refused is not None:
-            return _error_response(refused)
+            return error_response(refused)
         if exc.status_code == 404:
-            return _error_response(
+            return error_response(
                 NotFound(f"no route {request.url.path}; see /openapi.json", code="no_route")
             )
         error = LLMOpsError(str(exc.detail))
         error.status_code = exc.status_code
         error.error_type = "invalid_request_error"
-        response = _error_response(error)
+        response = error_response(error)
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
             response.headers["Allow"] = _allowed_methods(request)
@@ -215,7 +214,7 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
             if owned:
                 tracing.shutdown()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="llmops gateway",
         version="1",
         description="OpenAI-compatible front door of llmops deployments, and its admin API under /api/.",
@@ -236,9 +235,15 @@ def build_app(gateway: Gateway, *, tracing: Tracing | None = None) -> FastAPI:
     if problems:
         raise RuntimeError(f"routes without a policy (make them public or require a role): {problems}")
     install_document(app, gateway.table.names())
-    app.add_middleware(GatewayMiddleware, limits=gateway.config.http, metrics=gateway.metrics)
+    # the OpenAI calls take the lane, behind the same middleware (one shedder: one in-flight count)
+    lane: Any = GatewayMiddleware(OpenAILane(gateway), limits=gateway.config.http, metrics=gateway.metrics)
+    app.add_middleware(
+        GatewayMiddleware, limits=gateway.config.http, metrics=gateway.metrics, shedder=lane.shedder
+    )
     if tracing.tracer is not None:  # outermost: the span covers size checks and the last-resort 500
         app.add_middleware(ServerSpanMiddleware, tracer=tracing.tracer)
+        lane = ServerSpanMiddleware(lane, tracer=tracing.tracer)
+    app.lane = lane
     return app
 
 
@@ -290,3 +295,4 @@ def silence_request_metrics(metrics: GatewayMetrics) -> None:
     part holding ``metrics`` sees the change). Monitoring collectors in the registry stay."""
     for name in _REQUEST_METRICS:
         setattr(metrics, name, _NoMetric())
+    metrics.forget_children()

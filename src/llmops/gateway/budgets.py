@@ -12,8 +12,9 @@ closed: while Redis is down, requests of keys with a budget get 503.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
-import uuid
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ class BudgetExceeded(RateLimited):
         return {"x-ratelimit-limit-name": "key.budget_usd"}
 
 
+class ReservationIds:
+    """Ids unique across workers and gateways sharing a ledger: a random prefix per process and
+    ledger, then a counter (cheaper per request than a uuid4)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
 @dataclass(frozen=True)
 class Reservation:
     key_id: str
@@ -76,6 +89,7 @@ class MemoryBudgetLedger(BudgetLedger):
         self._open: dict[str, int] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._load_spent = load_spent
+        self._ids = ReservationIds()
 
     async def _ensure_loaded(self, key_id: str) -> None:
         if key_id in self._spent:
@@ -102,7 +116,7 @@ class MemoryBudgetLedger(BudgetLedger):
         spent, reserved = self._spent[key_id], self._reserved.get(key_id, 0)
         if spent + reserved + worst > to_micro(budget_usd):
             raise BudgetExceeded(key_name, budget_usd, spent / MICRO, reserved / MICRO, worst_usd)
-        reservation = Reservation(key_id, uuid.uuid4().hex, worst)
+        reservation = Reservation(key_id, self._ids.next(), worst)
         self._reserved[key_id] = reserved + worst
         self._open[reservation.id] = worst
         return reservation
@@ -118,27 +132,35 @@ class MemoryBudgetLedger(BudgetLedger):
         return self._spent[key_id] / MICRO
 
 
-RESERVE_LUA = """
-local now = tonumber(redis.call('TIME')[1])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, id in ipairs(stale) do
-  local a = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-  redis.call('HINCRBY', KEYS[1], 'reserved', -a)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('ZREM', KEYS[2], id)
+# reserve_budget(...): {1 if held else 0, spent, reserved} (micro-dollars, before this hold)
+RESERVE_FUNCTION = """
+local function reserve_budget(base, holds, amounts, budget, amount, id, hold_s)
+  local now = tonumber(redis.call('TIME')[1])
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  for _, sid in ipairs(stale) do
+    local a = tonumber(redis.call('HGET', amounts, sid) or '0')
+    redis.call('HINCRBY', base, 'reserved', -a)
+    redis.call('HDEL', amounts, sid)
+    redis.call('ZREM', holds, sid)
+  end
+  local spent = tonumber(redis.call('HGET', base, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', base, 'reserved') or '0')
+  if spent + reserved + amount > budget then
+    return {0, spent, reserved}
+  end
+  redis.call('HINCRBY', base, 'reserved', amount)
+  redis.call('ZADD', holds, now + hold_s, id)
+  redis.call('HSET', amounts, id, amount)
+  return {1, spent, reserved}
 end
-local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
-local amount = tonumber(ARGV[2])
-if spent + reserved + amount > tonumber(ARGV[1]) then
-  return {0, spent, reserved}
-end
-redis.call('HINCRBY', KEYS[1], 'reserved', amount)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], amount)
-return {1, spent, reserved}
 """
+# KEYS: the key's budget hash, holds and amounts; ARGV: budget, amount, reservation id, hold seconds
+RESERVE_LUA = RESERVE_FUNCTION + (
+    "return reserve_budget(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], "
+    "tonumber(ARGV[4]))\n"
+)
 
+# KEYS: as RESERVE_LUA's; ARGV: reservation id, actual cost
 SETTLE_LUA = """
 local a = redis.call('HGET', KEYS[3], ARGV[1])
 if not a then
@@ -161,27 +183,31 @@ class RedisBudgetLedger(BudgetLedger):
         self.hold_s = hold_s
         self._reserve: Any = redis.register_script(RESERVE_LUA)
         self._settle: Any = redis.register_script(SETTLE_LUA)
+        self._ids = ReservationIds()
 
-    def _keys(self, key_id: str) -> list[str]:
+    def keys(self, key_id: str) -> list[str]:
+        """The key's budget hash, its holds and their amounts (``RESERVE_FUNCTION``'s keys)."""
         base = f"{self.prefix}budget:{key_id}"
         return [base, base + ":holds", base + ":amounts"]
 
+    def hold(self, key_id: str, budget_usd: float, worst_usd: float) -> tuple[Reservation, list[Any]]:
+        """A new reservation of ``worst_usd`` and ``RESERVE_FUNCTION``'s arguments to hold it."""
+        reservation = Reservation(key_id, self._ids.next(), to_micro(worst_usd))
+        return reservation, [to_micro(budget_usd), reservation.amount, reservation.id, math.ceil(self.hold_s)]
+
     async def reserve(self, key_id: str, key_name: str, budget_usd: float, worst_usd: float) -> Reservation:
-        reservation = Reservation(key_id, uuid.uuid4().hex, to_micro(worst_usd))
-        args = [to_micro(budget_usd), reservation.amount, reservation.id, math.ceil(self.hold_s)]
+        reservation, args = self.hold(key_id, budget_usd, worst_usd)
         try:
-            ok, spent, reserved = await self._reserve(keys=self._keys(key_id), args=args)
+            result = await self._reserve(keys=self.keys(key_id), args=args)
         except (RedisError, OSError) as exc:
-            raise _unavailable() from exc
-        if not int(ok):
-            raise BudgetExceeded(key_name, budget_usd, int(spent) / MICRO, int(reserved) / MICRO, worst_usd)
-        return reservation
+            raise budgets_unavailable() from exc
+        return held(reservation, key_name, budget_usd, worst_usd, *result)
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
         args = [reservation.id, to_micro(actual_usd)]
         for attempt in range(3):
             try:
-                await self._settle(keys=self._keys(reservation.key_id), args=args)
+                await self._settle(keys=self.keys(reservation.key_id), args=args)
                 return
             except (RedisError, OSError):
                 await asyncio.sleep(0.05 * (attempt + 1))
@@ -189,13 +215,28 @@ class RedisBudgetLedger(BudgetLedger):
 
     async def spent(self, key_id: str) -> float:
         try:
-            value = await self.redis.hget(self._keys(key_id)[0], "spent")
+            value = await self.redis.hget(self.keys(key_id)[0], "spent")
         except (RedisError, OSError) as exc:
-            raise _unavailable() from exc
+            raise budgets_unavailable() from exc
         return int(value or 0) / MICRO
 
 
-def _unavailable() -> Overloaded:
+def held(
+    reservation: Reservation,
+    key_name: str,
+    budget_usd: float,
+    worst_usd: float,
+    ok: Any,
+    spent: Any,
+    reserved: Any,
+) -> Reservation:
+    """The reservation ``RESERVE_FUNCTION`` held, or the ``BudgetExceeded`` it reported."""
+    if not int(ok):
+        raise BudgetExceeded(key_name, budget_usd, int(spent) / MICRO, int(reserved) / MICRO, worst_usd)
+    return reservation
+
+
+def budgets_unavailable() -> Overloaded:
     return Overloaded(
         "the budget store (Redis) is unavailable; keys with a budget are refused until it is back",
         retry_after=1,

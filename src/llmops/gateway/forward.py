@@ -172,7 +172,7 @@ class Forwarder:
         status = exc.status if isinstance(exc, _Failed) else None
         if status is None or status in BREAKER_STATUS:
             replica.record_failure(str(exc), self.health.failure_threshold, self.health.cooldown_s)
-        self.metrics.upstream_failures.labels(replica=replica.name).inc()
+        self.metrics.child("upstream_failures", replica.name).inc()
 
     async def release(self, attempt: Attempt, *, ok: bool) -> None:
         if attempt.released:

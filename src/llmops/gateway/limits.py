@@ -122,49 +122,55 @@ class MemoryRateLimiter(RateLimiter):
         return float(self.window_s)
 
 
-ACQUIRE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = tonumber(ARGV[1])
-local width = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local bucket = math.floor(now / width)
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 + 2 * i])
-  local amount = tonumber(ARGV[3 + 2 * i])
-  local flat = redis.call('HGETALL', key)
-  local live = {}
-  local sum = 0
-  for j = 1, #flat, 2 do
-    local b = tonumber(flat[j])
-    if b <= bucket - n then
-      redis.call('HDEL', key, flat[j])
-    else
-      local c = tonumber(flat[j + 1])
-      sum = sum + c
-      table.insert(live, {b, c})
-    end
-  end
-  if sum + amount > limit then
-    table.sort(live, function(x, y) return x[1] < y[1] end)
-    local need = sum + amount - limit
-    local wait = n * width
-    for _, e in ipairs(live) do
-      need = need - e[2]
-      if need <= 0 then
-        wait = (e[1] + n) * width - now
-        break
+# acquire_limits(keys, n, width, ttl, argv, first): the limit and amount of keys[i] are
+# argv[first + 2i - 2] and argv[first + 2i - 1]; returns {failed rule index or 0, wait, bucket}
+ACQUIRE_FUNCTION = """
+local function acquire_limits(keys, n, width, ttl, argv, first)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local bucket = math.floor(now / width)
+  for i, key in ipairs(keys) do
+    local limit = tonumber(argv[first + 2 * i - 2])
+    local amount = tonumber(argv[first + 2 * i - 1])
+    local flat = redis.call('HGETALL', key)
+    local live = {}
+    local sum = 0
+    for j = 1, #flat, 2 do
+      local b = tonumber(flat[j])
+      if b <= bucket - n then
+        redis.call('HDEL', key, flat[j])
+      else
+        local c = tonumber(flat[j + 1])
+        sum = sum + c
+        table.insert(live, {b, c})
       end
     end
-    return {i, tostring(wait), bucket}
+    if sum + amount > limit then
+      table.sort(live, function(x, y) return x[1] < y[1] end)
+      local need = sum + amount - limit
+      local wait = n * width
+      for _, e in ipairs(live) do
+        need = need - e[2]
+        if need <= 0 then
+          wait = (e[1] + n) * width - now
+          break
+        end
+      end
+      return {i, tostring(wait), bucket}
+    end
   end
+  for i, key in ipairs(keys) do
+    redis.call('HINCRBY', key, bucket, tonumber(argv[first + 2 * i - 1]))
+    redis.call('EXPIRE', key, ttl)
+  end
+  return {0, '0', bucket}
 end
-for i, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, bucket, tonumber(ARGV[3 + 2 * i]))
-  redis.call('EXPIRE', key, ttl)
-end
-return {0, '0', bucket}
 """
+# KEYS: the counters; ARGV: buckets, bucket width, ttl, then limit and amount of each counter
+ACQUIRE_LUA = (
+    ACQUIRE_FUNCTION
+    + "return acquire_limits(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV, 4)\n"
+)
 
 
 class RedisRateLimiter(RateLimiter):
@@ -190,27 +196,37 @@ class RedisRateLimiter(RateLimiter):
         check_single(rules, self.window_s)
         if not rules:
             return Admission()
-        keys = [self.prefix + "rl:" + rule.scope for rule in rules]
+        try:
+            result = await self._script(keys=self.keys(rules), args=self.args(rules))
+        except (RedisError, OSError) as exc:
+            return self.unavailable(rules, exc)
+        return admitted(rules, *result)
+
+    def keys(self, rules: Sequence[LimitRule]) -> list[str]:
+        """The counters of ``rules`` (``ACQUIRE_FUNCTION``'s keys)."""
+        return [self.counter(rule.scope) for rule in rules]
+
+    def counter(self, scope: str) -> str:
+        return self.prefix + "rl:" + scope
+
+    def args(self, rules: Sequence[LimitRule]) -> list[Any]:
+        """``ACQUIRE_FUNCTION``'s window and, for each rule, its limit and amount."""
         args: list[Any] = [BUCKETS, self.window_s / BUCKETS, self.window_s * 2]
         for rule in rules:
             args += [rule.limit, rule.amount]
-        try:
-            failed, wait, bucket = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            return self._unavailable(rules, exc)
-        if int(failed):
-            raise LimitExceeded(rules[int(failed) - 1], float(wait))
-        return Admission(int(bucket), {rule.scope: rule.amount for rule in rules})
+        return args
 
     async def adjust(self, admission: Admission, scope: str, delta: int) -> None:
         if scope not in admission.counted or delta == 0:
             return
         try:
-            await self.redis.hincrby(self.prefix + "rl:" + scope, str(admission.bucket), delta)
+            await self.redis.hincrby(self.counter(scope), str(admission.bucket), delta)
         except (RedisError, OSError):
             return  # a lost correction only skews one window's token count
 
-    def _unavailable(self, rules: Sequence[LimitRule], exc: Exception) -> Admission:
+    def unavailable(self, rules: Sequence[LimitRule], exc: Exception) -> Admission:
+        """Redis did not answer: 503 when limits fail closed, else admitted uncounted (counted in
+        ``llmops_gateway_ratelimit_fail_open``)."""
         if self.fail_mode == "closed":
             raise Overloaded(
                 "the rate-limit store (Redis) is unavailable and limits fail closed; retry shortly",
@@ -220,3 +236,10 @@ class RedisRateLimiter(RateLimiter):
         for rule in rules:
             self.metrics.fail_open.labels(limit=rule.name).inc()
         return Admission()
+
+
+def admitted(rules: Sequence[LimitRule], failed: Any, wait: Any, bucket: Any) -> Admission:
+    """The admission ``ACQUIRE_FUNCTION`` answered, or the ``LimitExceeded`` it reported."""
+    if int(failed):
+        raise LimitExceeded(rules[int(failed) - 1], float(wait))
+    return Admission(int(bucket), {rule.scope: rule.amount for rule in rules})

@@ -43,4 +43,6 @@ class LogProtection:
             texts = await asyncio.to_thread(self.payload.protect, *texts)
         else:
             texts = self.payload.protect(*texts)
+        if texts[0] is record.prompt and texts[1] is record.completion:
+            return record  # nothing to redact or encrypt: no copy
         return replace(record, prompt=texts[0], completion=texts[1])

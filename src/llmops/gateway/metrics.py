@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
@@ -32,10 +33,16 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class GatewayMetrics:
-    """Counters and histograms the gateway updates on the request path."""
+    """Counters and histograms the gateway updates on the request path.
+
+    ``child(name, *labels)`` is the labelled series of collector ``name``, looked up once per
+    label values and kept (``labels()`` validates and locks on every call: about 15 us a request
+    on the machines we measure on); ``forget_children`` drops them after a collector is replaced.
+    """
 
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -89,6 +96,24 @@ class GatewayMetrics:
             "llmops_gateway_shadow", "Mirrored requests by outcome.", ["outcome"], registry=r
         )
         register_resource_collectors(r)
+
+    def child(self, name: str, *labels: str) -> Any:
+        """The series of collector ``name`` with ``labels`` (in the collector's label order)."""
+        key = (name, labels)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = getattr(self, name).labels(*labels)
+        return series
+
+    def count_request(self, deployment: str, status: int, latency_s: float, ttft_s: float | None) -> None:
+        """One finished request: its status, latency and (when known) time to first token."""
+        self.child("requests", deployment, str(status)).inc()
+        self.child("latency", deployment).observe(latency_s)
+        if ttft_s is not None:
+            self.child("ttft", deployment).observe(ttft_s)
+
+    def forget_children(self) -> None:
+        self._children.clear()
 
     def include(self, registry: CollectorRegistry, labels: Mapping[str, str]) -> None:
         """Expose ``registry``'s metrics (an in-process replica's) here too, each sample labelled

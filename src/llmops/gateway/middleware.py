@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -59,16 +59,22 @@ def error_response_parts(error: LLMOpsError, request_id: str) -> tuple[int, list
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, limits: HttpLimitsConfig, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: HttpLimitsConfig,
+        metrics: GatewayMetrics | None = None,
+        shedder: LoadShedder | None = None,
+    ) -> None:
         self.app = app
         self.limits = limits
-        self.shedder = LoadShedder(limits, metrics)
+        self.shedder = shedder or LoadShedder(limits, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # 128 random bits, as uuid4 without its object
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from starlette.responses import Response
 
 from llmops.errors import LLMOpsError, Overloaded, UpstreamError
+from llmops.gateway.admission import RedisAdmission
 from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import BudgetLedger
 from llmops.gateway.cache import ResponseCache, cache_key, is_deterministic
@@ -40,7 +41,7 @@ from llmops.gateway.config import GatewayConfig
 from llmops.gateway.deployments import Deployment, DeploymentTable
 from llmops.gateway.forward import Attempt, Forwarder, NotServed
 from llmops.gateway.guard import Guard
-from llmops.gateway.limits import LimitRule, RateLimiter
+from llmops.gateway.limits import Admission, LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
 from llmops.gateway.openai_request import Endpoint, ParsedRequest, parse_request
@@ -93,6 +94,7 @@ class Pipeline:
     cache: ResponseCache | None = None
     log_writer: RequestLogWriter | None = None
     monitor: GatewayMonitor | None = None
+    admitter: RedisAdmission | None = None  # limits and budgets in Redis: one round trip to admit
     _response_ids: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ class Pipeline:
             raise
         ctx = RequestContext(request_id, principal, parsed, deployment)
         try:
-            ctx.admission = await self.limiter.acquire(self._key_rules(ctx) + self._deployment_rules(ctx))
+            await self._admit(ctx)
         except LLMOpsError as exc:
             await self.finish(ctx, Outcome(status=exc.status_code, error=exc.message))
             raise
@@ -172,6 +174,27 @@ class Pipeline:
         await self._reserve(ctx)
 
     # ---- admission ----
+    async def _admit(self, ctx: RequestContext) -> None:
+        """Count the request against the limits; and, when nothing has to run in between (no input
+        guardrails, no cache lookup), hold its budget in the same Redis round trip."""
+        rules = self._key_rules(ctx) + self._deployment_rules(ctx)
+        key = ctx.principal.key
+        if self.admitter is None or key.budget_usd is None or self._checks_before_reserving(ctx):
+            ctx.admission = await self.limiter.acquire(rules)
+            return
+        worst = self._worst_case(ctx)
+        ctx.admission, held = await self.admitter.admit(rules, key.id, key.name, key.budget_usd, worst)
+        if isinstance(held, LLMOpsError):
+            raise held
+        ctx.reservation = held
+
+    def _checks_before_reserving(self, ctx: RequestContext) -> bool:
+        """Whether input guardrails or a cache lookup run between the limits and the budget hold."""
+        guard = ctx.deployment.config.guardrails
+        if guard is not None and guard.check_input:
+            return True
+        return self.cache is not None and is_deterministic(ctx.parsed.body)
+
     def _key_rules(self, ctx: RequestContext) -> list[LimitRule]:
         key = ctx.principal.key
         tokens = ctx.prompt_estimate + ctx.completion_allowance
@@ -195,7 +218,7 @@ class Pipeline:
         if self.cache is None or not is_deterministic(ctx.parsed.body):
             return None
         hit = await self.cache.get(self._cache_key(ctx))
-        self.metrics.cache.labels(result="hit" if hit else "miss").inc()
+        self.metrics.child("cache", "hit" if hit else "miss").inc()
         if hit is None:
             return None
         prompt, completion = usage_of(hit)
@@ -216,13 +239,15 @@ class Pipeline:
 
     async def _reserve(self, ctx: RequestContext) -> None:
         key = ctx.principal.key
-        if key.budget_usd is None:
+        if key.budget_usd is None or ctx.reservation is not None:  # held already when admitted
             return
+        ctx.reservation = await self.budgets.reserve(key.id, key.name, key.budget_usd, self._worst_case(ctx))
+
+    def _worst_case(self, ctx: RequestContext) -> float:
         config = ctx.deployment.config
-        worst = worst_case_cost(
+        return worst_case_cost(
             config.price, ctx.prompt_worst_case, ctx.completion_allowance, config.timeouts.total_s
         )
-        ctx.reservation = await self.budgets.reserve(key.id, key.name, key.budget_usd, worst)
 
     async def _complete(self, ctx: RequestContext, attempt: Attempt) -> Response:
         """A non-streamed answer (or any non-200 answer): read it whole, account, pass it on (an
@@ -288,14 +313,16 @@ class Pipeline:
         cost = (
             request_cost(config.price, prompt, completion, outcome.engine_seconds) if outcome.charged else 0.0
         )
-        if ctx.reservation is not None:
-            await self.budgets.settle(ctx.reservation, cost)
-        await self._correct_tokens(ctx, (prompt + completion) if outcome.charged else 0)
+        actual = (prompt + completion) if outcome.charged else 0
+        if self.admitter is not None:  # one batched round trip for the charge and the corrections
+            await self.admitter.settle(ctx.reservation, cost, self._corrections(ctx, actual))
+        else:
+            if ctx.reservation is not None:
+                await self.budgets.settle(ctx.reservation, cost)
+            for admission, scope, delta in self._corrections(ctx, actual):
+                await self.limiter.adjust(admission, scope, delta)
         latency = ctx.elapsed()
-        self.metrics.requests.labels(deployment=config.name, status=str(outcome.status)).inc()
-        self.metrics.latency.labels(deployment=config.name).observe(latency)
-        if outcome.ttft_s is not None:
-            self.metrics.ttft.labels(deployment=config.name).observe(outcome.ttft_s)
+        self.metrics.count_request(config.name, outcome.status, latency, outcome.ttft_s)
         if outcome.response_id is not None:
             self._remember_response(outcome.response_id, ctx.request_id)
         if self.log_writer is not None:
@@ -320,20 +347,22 @@ class Pipeline:
             key_id=ctx.principal.key_id,
         )
 
-    async def _correct_tokens(self, ctx: RequestContext, actual: int) -> None:
-        estimate = ctx.prompt_estimate + ctx.completion_allowance
-        for admission in (ctx.admission, ctx.fallback_admission):
-            if admission is None:
-                continue
-            for scope in admission.counted:
-                if scope.endswith(":tpm"):
-                    await self.limiter.adjust(admission, scope, actual - estimate)
+    def _corrections(self, ctx: RequestContext, actual: int) -> list[tuple[Admission, str, int]]:
+        """(admission, token counter, actual minus estimated tokens) of each counted token limit."""
+        delta = actual - (ctx.prompt_estimate + ctx.completion_allowance)
+        return [
+            (admission, scope, delta)
+            for admission in (ctx.admission, ctx.fallback_admission)
+            if admission is not None
+            for scope in admission.counted
+            if scope.endswith(":tpm")
+        ]
 
     async def _log_refused(
         self, request_id: str, principal: Principal, endpoint: Endpoint, error: LLMOpsError
     ) -> None:
         """A request refused before it named a usable deployment (bad body, unknown model)."""
-        self.metrics.requests.labels(deployment="", status=str(error.status_code)).inc()
+        self.metrics.child("requests", "", str(error.status_code)).inc()
         if self.log_writer is not None:
             record = RequestLogRecord(
                 id=request_id,

@@ -16,6 +16,7 @@ from pathlib import Path
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import func, select
 
+from llmops.gateway.admission import RedisAdmission
 from llmops.gateway.auth import KeyCache
 from llmops.gateway.budgets import BudgetLedger, MemoryBudgetLedger, RedisBudgetLedger
 from llmops.gateway.cache import MemoryResponseCache, RedisResponseCache, ResponseCache
@@ -151,17 +152,20 @@ def build_gateway(
         if config.monitor.enabled
         else None
     )
+    limiter = _limiter(config, redis, metrics)
+    budgets = _budgets(config, redis, home.store)
     pipeline = Pipeline(
         config=config,
         table=table,
-        limiter=_limiter(config, redis, metrics),
-        budgets=_budgets(config, redis, home.store),
+        limiter=limiter,
+        budgets=budgets,
         forwarder=forwarder,
         metrics=metrics,
         shadow=ShadowMirror(forwarder, log_writer, metrics, rng),
         cache=_cache(config, redis),
         log_writer=log_writer,
         monitor=monitor,
+        admitter=_admitter(redis, limiter, budgets),
     )
     return Gateway(
         config=config,
@@ -209,6 +213,17 @@ def _budgets(config: GatewayConfig, redis: Redis | None, store: Store) -> Budget
         longest = max((d.timeouts.total_s for d in config.deployments), default=300.0)
         return RedisBudgetLedger(redis, config.redis_prefix, hold_s=longest + 60)
     return MemoryBudgetLedger(spent_loader(store))
+
+
+def _admitter(redis: Redis | None, limiter: RateLimiter, budgets: BudgetLedger) -> RedisAdmission | None:
+    """Limits and budgets both in Redis: admitted in one script, settled in batches."""
+    if (
+        redis is None
+        or not isinstance(limiter, RedisRateLimiter)
+        or not isinstance(budgets, RedisBudgetLedger)
+    ):
+        return None
+    return RedisAdmission(redis, limiter, budgets)
 
 
 def _cache(config: GatewayConfig, redis: Redis | None) -> ResponseCache | None:

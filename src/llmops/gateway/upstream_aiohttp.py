@@ -6,6 +6,7 @@ pool does work per pooled connection on every request, which grows with concurre
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -40,9 +41,7 @@ class AiohttpUpstream(Upstream):
         self._client()
 
     async def open(self, request: UpstreamRequest, timeouts: TimeoutConfig) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect_s, sock_read=timeouts.first_token_s
-        )
+        timeout = _client_timeout(timeouts.connect_s, timeouts.first_token_s)
         headers = upstream_headers(request)
         try:
             resp = await self._client().post(
@@ -67,6 +66,12 @@ class AiohttpUpstream(Upstream):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect_s: float, first_token_s: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout object per deployment's settings, not one per request."""
+    return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=first_token_s)
 
 
 async def _body(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
