@@ -57,7 +57,10 @@ async def test_two_workers_sharing_redis_admit_at_most_the_limit(
     home: Home, make_key: Any, gw: Any, redis_prefix: str
 ) -> None:
     key = make_key(rpm=100)
-    config = gw.config(redis_url=REDIS, redis_prefix=redis_prefix, limits={"backend": "redis"})
+    # failing closed, a Redis call that times out on a loaded machine answers 503 instead of
+    # admitting one more request: the count of admissions stays a statement about the shared limit
+    limits = {"backend": "redis", "fail_mode": "closed"}
+    config = gw.config(redis_url=REDIS, redis_prefix=redis_prefix, limits=limits)
     async with AsyncExitStack() as stack:
         clients = [
             (
@@ -69,7 +72,9 @@ async def test_two_workers_sharing_redis_admit_at_most_the_limit(
         ]
         results = await asyncio.gather(*(_post(clients[i % 2], gw, key) for i in range(300)))
     statuses = [r.status_code for r in results]
-    assert statuses.count(200) == 100 and statuses.count(429) == 200
+    assert set(statuses) <= {200, 429, 503} and statuses.count(200) <= 100
+    if 503 not in statuses:  # Redis answered every call: exactly the limit went through
+        assert statuses.count(200) == 100 and statuses.count(429) == 200
     served_by = {r.json()["choices"][0]["message"]["content"][:2] for r in results if r.status_code == 200}
     assert served_by == {"w1", "w2"}
 
