@@ -97,13 +97,27 @@ class OpenAILane:
 
 
 class GatewayApp(FastAPI):
-    """The gateway's FastAPI app, whose OpenAI calls take ``lane`` (set by ``build_app``)."""
+    """The gateway's FastAPI app, whose OpenAI calls take ``lane`` (set by ``build_app``).
+
+    A lane request carries its FastAPI route in ``scope["route"]``, as routing would have set it,
+    so what reads the route (the server span's name and ``http.route``) sees the same request."""
 
     lane: ASGIApp | None = None
+    _lane_routes: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lane
         if lane is not None and takes_lane(scope):
+            scope["route"] = self._route_of(scope["path"])
             await lane(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def _route_of(self, path: str) -> Any:
+        if self._lane_routes is None:
+            self._lane_routes = {
+                getattr(route, "path", ""): route
+                for route in self.router.routes
+                if getattr(route, "path", None) in ENDPOINTS and "POST" in getattr(route, "methods", ())
+            }
+        return self._lane_routes.get(path)
