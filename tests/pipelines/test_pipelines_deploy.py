@@ -37,7 +37,9 @@ class ServingTarget(FakeTarget):
     ) -> DeploymentStatus:
         status = super().apply(spec, track=track, model=model, replicas=replicas)
         if track == "canary" and self.home is not None:
-            at = utcnow() + timedelta(seconds=0.3)  # inside the step the controller enters next
+            # inside the step the controller enters next: a step waits for its requests, so a time
+            # well after the apply stays inside it however slowly a loaded machine gets there
+            at = utcnow() + timedelta(seconds=1.5)
             traffic(self.home, model or spec.model, self.requests, at, arm="canary", errors=self.errors)
             # a lone 100% step judges stable over an equally long window just before the step
             before = utcnow() - timedelta(seconds=0.5)
@@ -71,7 +73,14 @@ def _pipeline(tmp_path: Path, **deploy: object) -> Path:
     (tmp_path / "deployment.yaml").write_text(
         yaml.safe_dump(spec([100]).model_dump(mode="json", exclude_unset=True))
     )
-    params = {"spec": "deployment.yaml", "candidate": "bot@2", "target": "serving", "settle_s": 0, **deploy}
+    params = {
+        "spec": "deployment.yaml",
+        "candidate": "bot@2",
+        "target": "serving",
+        "settle_s": 0,
+        "timeout_s": 120,  # a rollout that never ends fails the stage well inside the test's limit
+        **deploy,
+    }
     body = {"name": "ship", "stages": {"deploy": {"kind": "deploy", "params": params}}}
     path = tmp_path / "llmops.yaml"
     path.write_text(yaml.safe_dump(body))
