@@ -391,10 +391,20 @@ class CompletionRequest(SamplingFields):
         return self
 
 
-class EmbeddingRequest(BaseModel):
-    """``POST /v1/embeddings`` over text inputs."""
+class _TextInputsRequest(BaseModel):
+    """What the requests over plain text inputs (embeddings, classify) share: strict JSON types,
+    unknown fields ignored as OpenAI does, and no field that would make a server fetch a URL."""
 
     model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=schema_rules())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url_fields(cls, data: Any) -> Any:
+        return _refuse_url_fields(data)
+
+
+class EmbeddingRequest(_TextInputsRequest):
+    """``POST /v1/embeddings`` over text inputs."""
 
     model: str = Field(min_length=1, max_length=256)
     input: EmbeddingInputs = Field(description="A text or a list of texts.")
@@ -404,29 +414,17 @@ class EmbeddingRequest(BaseModel):
     dimensions: None = Field(default=None, description="Not supported: embeddings have the model's width.")
     user: str | None = Field(default=None, max_length=256)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_url_fields(cls, data: Any) -> Any:
-        return _refuse_url_fields(data)
-
     @property
     def texts(self) -> list[str]:
         return self.input
 
 
-class ClassifyRequest(BaseModel):
+class ClassifyRequest(_TextInputsRequest):
     """``POST /v1/classify``: the labels of one or more texts from an encoder classifier."""
-
-    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=schema_rules())
 
     model: str = Field(min_length=1, max_length=256)
     input: ClassifyInputs = Field(description="A text or a list of texts, none blank.")
     user: str | None = Field(default=None, max_length=256)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_url_fields(cls, data: Any) -> Any:
-        return _refuse_url_fields(data)
 
     @property
     def texts(self) -> list[str]:
