@@ -23,7 +23,8 @@ def probed(app: Any) -> Any:
 
     async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == TASKS_PATH:
-            body = json.dumps({"tasks": len(asyncio.all_tasks())}).encode()
+            tasks = asyncio.all_tasks()
+            body = json.dumps({"tasks": len(tasks), "names": sorted(_task_names(tasks))}).encode()
             headers = [(b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -31,6 +32,11 @@ def probed(app: Any) -> Any:
         await app(scope, receive, send)
 
     return wrapper
+
+
+def _task_names(tasks: set[asyncio.Task[Any]]) -> list[str]:
+    """Each task as its coroutine's qualified name: what a growing count is made of."""
+    return [getattr(task.get_coro(), "__qualname__", repr(task.get_coro())) for task in tasks]
 
 
 def main() -> None:

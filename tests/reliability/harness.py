@@ -81,7 +81,11 @@ class Process:
         return found
 
     def tasks(self) -> int:
-        return int(httpx.get(self.url + "/_reliability/tasks", timeout=60).json()["tasks"])
+        return int(self.task_census()["tasks"])
+
+    def task_census(self) -> dict[str, Any]:
+        """The gateway's asyncio tasks: ``{"tasks": N, "names": [coroutine qualname, ...]}``."""
+        return dict(httpx.get(self.url + "/_reliability/tasks", timeout=60).json())
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen.poll() is None:
