@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -48,39 +49,84 @@ void check_tables(const int64_t* tables, const int64_t* lens, int64_t rows, int6
   }
 }
 
-void attend_one(const float* q, const float* keys, const float* values, const int64_t* table,
-                int64_t len, int64_t block_size, int64_t row_stride, int64_t dim, float scale,
-                std::vector<float>& scores, float* out) {
-  scores.resize(static_cast<size_t>(len));
-  float highest = -std::numeric_limits<float>::infinity();
-  for (int64_t p = 0; p < len; ++p) {
-    const int64_t slot = table[p / block_size] * block_size + p % block_size;
-    const float* k = keys + slot * row_stride;
-    float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t d = 0; d < dim; ++d) dot += q[d] * k[d];
-    dot *= scale;
-    scores[p] = dot;
-    highest = std::max(highest, dot);
-  }
-  float total = 0.f;
+// exp(x) for x <= 0 in plain arithmetic, so the softmax loop vectorises (std::exp stays a scalar call):
+// Cephes' expf, exp(x) = 2^n * exp(r) with |r| <= ln2 / 2, within 2 ulp of std::exp on that range.
+// Inputs below -87 (weights under 1e-38 of the largest) come out as exp(-87).
+inline float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * __builtin_bit_cast(float, bits);
+}
+
+// One sequence, heads [first, first + count) of one KV head group layout: every position's K (then V)
+// row of those heads is read once, contiguously, for all of them. ``scores`` holds count * len floats.
+struct Span {
+  const float* q;        // [count, dim] query rows
+  const float* keys;     // cache base, already offset to the first head
+  const float* values;
+  const int64_t* table;  // the sequence's block ids
+  int64_t len, block_size, row_stride, dim, count, group;
+  float scale;
+  float* out;            // [count, dim]
+};
+
+inline const float* row_at(const float* base, const Span& s, int64_t p) {
+  return base + (s.table[p / s.block_size] * s.block_size + p % s.block_size) * s.row_stride;
+}
+
+void attend_span(const Span& s, std::vector<float>& scores) {
+  const int64_t len = s.len, dim = s.dim;
+  scores.resize(static_cast<size_t>(s.count * len));
   float* score = scores.data();
+  for (int64_t p = 0; p < len; ++p) {
+    const float* k = row_at(s.keys, s, p);
+    for (int64_t h = 0; h < s.count; ++h) {
+      const float* kh = k + (h / s.group) * dim;
+      const float* qh = s.q + h * dim;
+      float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t d = 0; d < dim; ++d) dot += qh[d] * kh[d];
+      score[h * len + p] = dot * s.scale;
+    }
+  }
+  std::vector<float> inverse(static_cast<size_t>(s.count));
+  for (int64_t h = 0; h < s.count; ++h) {
+    float* row = score + h * len;
+    float highest = -std::numeric_limits<float>::infinity();
+    for (int64_t p = 0; p < len; ++p) highest = std::max(highest, row[p]);
+    float total = 0.f;
 #pragma omp simd reduction(+ : total)
-  for (int64_t p = 0; p < len; ++p) {
-    score[p] = std::exp(score[p] - highest);
-    total += score[p];
+    for (int64_t p = 0; p < len; ++p) {
+      row[p] = exp_nonpositive(row[p] - highest);
+      total += row[p];
+    }
+    inverse[h] = 1.f / total;
   }
-  std::fill(out, out + dim, 0.f);
+  std::fill(s.out, s.out + s.count * dim, 0.f);
   for (int64_t p = 0; p < len; ++p) {
-    const int64_t slot = table[p / block_size] * block_size + p % block_size;
-    const float* v = values + slot * row_stride;
-    const float weight = scores[p];
+    const float* v = row_at(s.values, s, p);
+    for (int64_t h = 0; h < s.count; ++h) {
+      const float* vh = v + (h / s.group) * dim;
+      float* oh = s.out + h * dim;
+      const float weight = score[h * len + p];
 #pragma omp simd
-    for (int64_t d = 0; d < dim; ++d) out[d] += weight * v[d];
+      for (int64_t d = 0; d < dim; ++d) oh[d] += weight * vh[d];
+    }
   }
-  const float inverse = 1.f / total;
+  for (int64_t h = 0; h < s.count; ++h) {
+    float* oh = s.out + h * dim;
 #pragma omp simd
-  for (int64_t d = 0; d < dim; ++d) out[d] *= inverse;
+    for (int64_t d = 0; d < dim; ++d) oh[d] *= inverse[h];
+  }
 }
 
 at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
@@ -102,14 +148,24 @@ at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache
   const int64_t* len_data = lens.data_ptr<int64_t>();
   float* out_data = out.data_ptr<float>();
   const int64_t group = heads / kv_heads;
+  // Work items: (sequence, slice of heads). Whole KV head groups per slice, and enough slices that
+  // every thread gets work when there are few sequences.
+  const int64_t wanted = std::max<int64_t>(1, (4 * at::get_num_threads() + rows - 1) / rows);
+  const int64_t slices = std::min<int64_t>(kv_heads, wanted);
+  const int64_t kv_per_slice = (kv_heads + slices - 1) / slices;
+  const int64_t row_stride = kv_heads * dim;
   const float scale_f = static_cast<float>(scale);
-  at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows * slices, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / heads, h = i % heads;
-      const int64_t head_offset = (h / group) * dim;
-      attend_one(q_data + i * dim, k_data + head_offset, v_data + head_offset, table_data + b * width,
-                 len_data[b], block_size, kv_heads * dim, dim, scale_f, scores, out_data + i * dim);
+      const int64_t b = i / slices, first_kv = (i % slices) * kv_per_slice;
+      const int64_t kv_count = std::min(kv_per_slice, kv_heads - first_kv);
+      if (kv_count <= 0) continue;
+      const int64_t first = first_kv * group;
+      Span span{q_data + (b * heads + first) * dim, k_data + first_kv * dim, v_data + first_kv * dim,
+                table_data + b * width, len_data[b], block_size, row_stride, dim, kv_count * group, group,
+                scale_f, out_data + (b * heads + first) * dim};
+      attend_span(span, scores);
     }
   });
   return out;
