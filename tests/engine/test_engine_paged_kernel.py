@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from llmops.engine import paged_kernel
 from llmops.engine.device import Placement
+from llmops.engine.host_memory import zeros_on_huge_pages
 from llmops.engine.model_runner import _decode_kernel_for
 from llmops.engine.paged_kernel import load_decode_kernel
 
@@ -113,3 +114,10 @@ def test_build_key_follows_the_source(monkeypatch: pytest.MonkeyPatch, tmp_path:
     edited.write_bytes(paged_kernel.SOURCE.read_bytes() + b"// edit\n")
     monkeypatch.setattr(paged_kernel, "SOURCE", edited)
     assert paged_kernel.build_key() != first
+
+
+def test_kv_cache_zeros_on_huge_pages_are_plain_zeros() -> None:
+    shape = (2, 3 * 1024 * 1024 // 4)  # 3 MiB: one whole 2-MiB page inside, whatever the alignment
+    cache = zeros_on_huge_pages(shape, torch.float32, torch.device("cpu"))
+    assert cache.shape == shape and cache.dtype == torch.float32
+    assert not cache.any()

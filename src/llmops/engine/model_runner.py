@@ -19,6 +19,7 @@ import torch
 
 from llmops.engine.adapters import BASE_ADAPTER, AdapterSet
 from llmops.engine.device import Placement
+from llmops.engine.host_memory import zeros_on_huge_pages
 from llmops.engine.paged_attention import BATCH_KWARG, AttentionBatch, DecodeGroup, PrefillSpan
 from llmops.engine.paged_kernel import load_decode_kernel
 from llmops.engine.scheduler import ScheduledChunk
@@ -60,8 +61,8 @@ class ModelRunner:
             getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         )
         shape = (self.num_layers, num_blocks * block_size, self.num_kv_heads, self.head_dim)
-        self.key_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
-        self.value_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
+        self.key_cache = zeros_on_huge_pages(shape, placement.dtype, self.device)
+        self.value_cache = zeros_on_huge_pages(shape, placement.dtype, self.device)
         self._block_numel = block_size * self.num_kv_heads * self.head_dim
         self._workspace = torch.empty(0, dtype=placement.dtype, device=self.device)
         self._decode_kernel = _decode_kernel_for(placement) if decode_kernel else None
