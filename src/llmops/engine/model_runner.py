@@ -115,7 +115,7 @@ class ModelRunner:
                 sample_rows.extend(range(row - chunk.num_logits, row))
                 sample_chunks.append(chunk)
         decode_gathered = decode_group.tables.numel() if decode_group and kernel is None else 0
-        gathered = max([decode_gathered] + [len(s.blocks) for s in spans])
+        gathered = max([decode_gathered] + [len(s.blocks) for s in spans if s.start > 0])
         return PreparedBatch(
             input_ids=self._on_device(torch.tensor(tokens, dtype=torch.long).unsqueeze(1)),
             position_ids=self._on_device(torch.tensor(positions, dtype=torch.long).unsqueeze(1)),

@@ -135,9 +135,14 @@ def paged_attention_forward(
         k, v = batch.gather(batch.decode.tables.flatten(), key_blocks, value_blocks)
         out[:rows] = _attend_decode(query[:rows], k, v, batch.decode, scaling, gqa)
     for span in batch.prefills:
-        q = query[span.row_start : span.row_end, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
-        k, v = batch.gather(span.blocks, key_blocks, value_blocks)
-        out[span.row_start : span.row_end] = _attend_prefill(q, k, v, span, scaling, gqa)
+        rows = slice(span.row_start, span.row_end)
+        q = query[rows, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        if span.start == 0:
+            # A chunk from position 0 attends only to its own tokens: this step's K/V, no gather.
+            k, v = key[rows, :, 0].unsqueeze(0), value[rows, :, 0].unsqueeze(0)  # [1, n, KVH, D]
+        else:
+            k, v = batch.gather(span.blocks, key_blocks, value_blocks)
+        out[rows] = _attend_prefill(q, k, v, span, scaling, gqa)
     return out.unsqueeze(1), None
 
 
@@ -168,7 +173,8 @@ def _attend_prefill(
     scaling: float | None,
     gqa: bool,
 ) -> torch.Tensor:
-    """query ``[1, H, n, D]`` over its sequence's gathered blocks ``[nb, bs, KVH, D]`` → ``[n, H, D]``."""
+    """query ``[1, H, n, D]`` over its sequence's blocks ``[nb, bs, KVH, D]`` (gathered, or this
+    step's own K/V as one block) → ``[n, H, D]``."""
     # [nb, bs, KVH, D] -> [ctx, KVH, D] -> [1, KVH, ctx, D]
     k = key_blocks.flatten(0, 1)[: span.context_len].transpose(0, 1)
     v = value_blocks.flatten(0, 1)[: span.context_len].transpose(0, 1)
