@@ -37,8 +37,15 @@ def fresh_loader(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Non
     load_decode_kernel.cache_clear()
 
 
-def reference(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, tables: torch.Tensor,
-              lens: torch.Tensor, block_size: int, scale: float) -> torch.Tensor:
+def reference(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    tables: torch.Tensor,
+    lens: torch.Tensor,
+    block_size: int,
+    scale: float,
+) -> torch.Tensor:
     """Gather each row's positions and attend with SDPA: ``[B, H, D]``."""
     out = []
     heads, kv_heads = query.shape[1], keys.shape[1]
@@ -62,8 +69,9 @@ def test_kernel_equals_gather_and_sdpa(kernel: Any, heads: int, kv_heads: int, h
     query = torch.randn(rows, heads, head_dim) * 3
     scale = head_dim**-0.5
     got = kernel(query, keys, values, tables, lens, block_size, scale)
-    torch.testing.assert_close(got, reference(query, keys, values, tables, lens, block_size, scale),
-                               rtol=TOLERANCE, atol=TOLERANCE)
+    torch.testing.assert_close(
+        got, reference(query, keys, values, tables, lens, block_size, scale), rtol=TOLERANCE, atol=TOLERANCE
+    )
 
 
 def test_kernel_softmax_handles_scores_far_apart(kernel: Any) -> None:

@@ -124,25 +124,31 @@ def paged_attention_forward(
     gqa = query.shape[1] != key.shape[1]
 
     out = query.new_empty(query.shape[0], query.shape[1], query.shape[3])  # [T, H, D]
-    if batch.decode is not None and batch.decode_kernel is not None:
-        group = batch.decode
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        out[: group.num_rows] = batch.decode_kernel(
-            query[: group.num_rows, :, 0], keys, values, group.tables, group.context_lens, batch.block_size, scale
-        )
-    elif batch.decode is not None:
+    if batch.decode is not None:
         rows = batch.decode.num_rows
-        k, v = batch.gather(batch.decode.tables.flatten(), key_blocks, value_blocks)
-        out[:rows] = _attend_decode(query[:rows], k, v, batch.decode, scaling, gqa)
+        if batch.decode_kernel is not None:
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            out[:rows] = batch.decode_kernel(
+                query[:rows, :, 0],
+                keys,
+                values,
+                batch.decode.tables,
+                batch.decode.context_lens,
+                batch.block_size,
+                scale,
+            )
+        else:
+            k, v = batch.gather(batch.decode.tables.flatten(), key_blocks, value_blocks)
+            out[:rows] = _attend_decode(query[:rows], k, v, batch.decode, scaling, gqa)
     for span in batch.prefills:
-        rows = slice(span.row_start, span.row_end)
-        q = query[rows, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        chunk = slice(span.row_start, span.row_end)
+        q = query[chunk, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         if span.start == 0:
             # A chunk from position 0 attends only to its own tokens: this step's K/V, no gather.
-            k, v = key[rows, :, 0].unsqueeze(0), value[rows, :, 0].unsqueeze(0)  # [1, n, KVH, D]
+            k, v = key[chunk, :, 0].unsqueeze(0), value[chunk, :, 0].unsqueeze(0)  # [1, n, KVH, D]
         else:
             k, v = batch.gather(span.blocks, key_blocks, value_blocks)
-        out[rows] = _attend_prefill(q, k, v, span, scaling, gqa)
+        out[chunk] = _attend_prefill(q, k, v, span, scaling, gqa)
     return out.unsqueeze(1), None
 
 
