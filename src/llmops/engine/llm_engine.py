@@ -106,6 +106,7 @@ class LLMEngine:
             self.config.block_size,
             self.placement,
             self.sampler,
+            self.config.decode_kernel,
         )
 
     def _num_blocks(self, model: PreTrainedModel) -> int:
