@@ -112,8 +112,26 @@ def test_failed_build_falls_back_to_sdpa_and_says_so(
     assert "did not build" in caplog.text
 
 
-def test_kernel_is_only_used_for_float32_on_the_cpu() -> None:
-    assert _decode_kernel_for(Placement(torch.device("cpu"), torch.bfloat16)) is None
+def test_kernel_is_not_used_off_the_cpu() -> None:
+    assert _decode_kernel_for(Placement(torch.device("cuda", 0), torch.bfloat16)) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_kernel_in_half_precision_equals_sdpa_on_the_same_values(kernel: Any, dtype: torch.dtype) -> None:
+    """A 16-bit cache: the kernel computes in float32 and rounds once, as SDPA's float32 math would."""
+    torch.manual_seed(1)
+    block_size, num_blocks, rows, heads, kv_heads, head_dim = 8, 32, 3, 4, 2, 32
+    keys = torch.randn(num_blocks * block_size, kv_heads, head_dim).to(dtype)
+    values = torch.randn(num_blocks * block_size, kv_heads, head_dim).to(dtype)
+    lens = torch.tensor([5, 17, 40])
+    tables = torch.randperm(num_blocks)[: rows * 5].view(rows, 5)
+    query = torch.randn(rows, heads, head_dim).to(dtype)
+    got = kernel(query, keys, values, tables, lens, block_size, head_dim**-0.5)
+    assert got.dtype == dtype
+    expected = reference(
+        query.float(), keys.float(), values.float(), tables, lens, block_size, head_dim**-0.5
+    )
+    torch.testing.assert_close(got, expected.to(dtype), rtol=0, atol=1e-2)
 
 
 def test_build_key_follows_the_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

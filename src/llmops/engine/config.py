@@ -99,7 +99,7 @@ class EngineConfig(BaseModel):
     seed: int = Field(default=0, description="Seed of the shared generator used by unseeded sampling.")
     decode_kernel: bool = Field(
         default=True,
-        description="CPU float32: attend decode rows with the C++ paged kernel (built with g++ on first "
+        description="CPU: attend decode rows with the C++ paged kernel (built with g++ on first "
         "use, cached per machine) instead of gathering K/V for SDPA; falls back to SDPA, logged, when it "
         "cannot be built.",
     )

@@ -214,9 +214,9 @@ class ModelRunner:
 
 
 def _decode_kernel_for(placement: Placement) -> Callable[..., torch.Tensor] | None:
-    """The C++ decode kernel for a float32 CPU engine (built on first use); None elsewhere or if it
-    cannot be built, with the choice logged."""
-    if placement.device.type != "cpu" or placement.dtype != torch.float32:
-        logger.info("paged attention: decode kernel is CPU float32 only; %s uses SDPA", placement.describe())
+    """The C++ decode kernel for a CPU engine (built on first use); None on a GPU or if it cannot be
+    built, with the choice logged."""
+    if placement.device.type != "cpu":
+        logger.info("paged attention: the decode kernel is CPU-only; %s uses SDPA", placement.describe())
         return None
     return load_decode_kernel()

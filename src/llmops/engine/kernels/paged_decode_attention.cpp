@@ -3,7 +3,8 @@
 //
 // Per (sequence, head), in parallel on torch's intra-op pool: scores q.k * scale over the sequence's
 // context, softmax (max-subtracted, float32 accumulation), then the probability-weighted sum of V.
-// Registered as torch.ops.llmops_paged.decode_attention; float32 on the CPU only.
+// Registered as torch.ops.llmops_paged.decode_attention; CPU, a float32, bfloat16 or float16 cache
+// (query and output in the cache's dtype, arithmetic in float32).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -21,9 +22,11 @@ void check_inputs(const at::Tensor& query, const at::Tensor& key_cache, const at
   TORCH_CHECK(query.dim() == 3, "query must be [B, H, D]");
   TORCH_CHECK(key_cache.dim() == 3 && value_cache.sizes() == key_cache.sizes(),
               "key/value cache must be [num_slots, KVH, D] and of one shape");
-  TORCH_CHECK(query.scalar_type() == at::kFloat && key_cache.scalar_type() == at::kFloat &&
-                  value_cache.scalar_type() == at::kFloat,
-              "decode_attention runs in float32");
+  const auto dtype = key_cache.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
+              "decode_attention takes a float32, bfloat16 or float16 cache");
+  TORCH_CHECK(query.scalar_type() == dtype && value_cache.scalar_type() == dtype,
+              "query, keys and values must share one dtype");
   TORCH_CHECK(key_cache.is_contiguous() && value_cache.is_contiguous(), "the KV cache must be contiguous");
   TORCH_CHECK(block_tables.dim() == 2 && block_tables.size(0) == query.size(0) &&
                   block_tables.scalar_type() == at::kLong,
@@ -69,46 +72,50 @@ inline float exp_nonpositive(float x) {
 
 // One sequence, heads [first, first + count) of one KV head group layout: every position's K (then V)
 // row of those heads is read once, contiguously, for all of them. ``scores`` holds count * len floats.
+template <typename T>
 struct Span {
-  const float* q;        // [count, dim] query rows
-  const float* keys;     // cache base, already offset to the first head
-  const float* values;
+  const float* q;        // [count, dim] query rows, in float32
+  const T* keys;         // cache base, already offset to the first head
+  const T* values;
   const int64_t* table;  // the sequence's block ids
   int64_t len, block_size, row_stride, dim, count, group;
   float scale;
-  float* out;            // [count, dim]
+  float* out;            // [count, dim], float32
 };
 
-inline const float* row_at(const float* base, const Span& s, int64_t p) {
+template <typename T>
+inline const T* row_at(const T* base, const Span<T>& s, int64_t p) {
   return base + (s.table[p / s.block_size] * s.block_size + p % s.block_size) * s.row_stride;
 }
 
 // The cache rows are far larger than L2 and spread over blocks, so loads wait on memory; asking for
 // the row PREFETCH_AHEAD positions on while working on this one keeps several misses in flight.
 constexpr int64_t PREFETCH_AHEAD = 4;
-constexpr int64_t CACHE_LINE_FLOATS = 16;
+constexpr int64_t CACHE_LINE_BYTES = 64;
 
-inline void prefetch_row(const float* base, const Span& s, int64_t p) {
+template <typename T>
+inline void prefetch_row(const T* base, const Span<T>& s, int64_t p) {
   if (p >= s.len) return;
-  const float* row = row_at(base, s, p);
-  const int64_t floats = ((s.count - 1) / s.group + 1) * s.dim;
-  for (int64_t f = 0; f < floats; f += CACHE_LINE_FLOATS) __builtin_prefetch(row + f, 0, 3);
+  const char* row = reinterpret_cast<const char*>(row_at(base, s, p));
+  const int64_t bytes = ((s.count - 1) / s.group + 1) * s.dim * static_cast<int64_t>(sizeof(T));
+  for (int64_t b = 0; b < bytes; b += CACHE_LINE_BYTES) __builtin_prefetch(row + b, 0, 3);
 }
 
-void attend_span(const Span& s, std::vector<float>& scores) {
+template <typename T>
+void attend_span(const Span<T>& s, std::vector<float>& scores) {
   const int64_t len = s.len, dim = s.dim;
   scores.resize(static_cast<size_t>(s.count * len));
   float* score = scores.data();
   for (int64_t p = 0; p < PREFETCH_AHEAD; ++p) prefetch_row(s.keys, s, p);
   for (int64_t p = 0; p < len; ++p) {
     prefetch_row(s.keys, s, p + PREFETCH_AHEAD);
-    const float* k = row_at(s.keys, s, p);
+    const T* k = row_at(s.keys, s, p);
     for (int64_t h = 0; h < s.count; ++h) {
-      const float* kh = k + (h / s.group) * dim;
+      const T* kh = k + (h / s.group) * dim;
       const float* qh = s.q + h * dim;
       float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t d = 0; d < dim; ++d) dot += qh[d] * kh[d];
+      for (int64_t d = 0; d < dim; ++d) dot += qh[d] * static_cast<float>(kh[d]);
       score[h * len + p] = dot * s.scale;
     }
   }
@@ -129,13 +136,13 @@ void attend_span(const Span& s, std::vector<float>& scores) {
   for (int64_t p = 0; p < PREFETCH_AHEAD; ++p) prefetch_row(s.values, s, p);
   for (int64_t p = 0; p < len; ++p) {
     prefetch_row(s.values, s, p + PREFETCH_AHEAD);
-    const float* v = row_at(s.values, s, p);
+    const T* v = row_at(s.values, s, p);
     for (int64_t h = 0; h < s.count; ++h) {
-      const float* vh = v + (h / s.group) * dim;
+      const T* vh = v + (h / s.group) * dim;
       float* oh = s.out + h * dim;
       const float weight = score[h * len + p];
 #pragma omp simd
-      for (int64_t d = 0; d < dim; ++d) oh[d] += weight * vh[d];
+      for (int64_t d = 0; d < dim; ++d) oh[d] += weight * static_cast<float>(vh[d]);
     }
   }
   for (int64_t h = 0; h < s.count; ++h) {
@@ -145,21 +152,15 @@ void attend_span(const Span& s, std::vector<float>& scores) {
   }
 }
 
-at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
-                            const at::Tensor& block_tables, const at::Tensor& context_lens, int64_t block_size,
-                            double scale) {
-  check_inputs(query, key_cache, value_cache, block_tables, context_lens, block_size);
-  const at::Tensor q = query.contiguous();
-  const at::Tensor tables = block_tables.contiguous();
-  const at::Tensor lens = context_lens.contiguous();
+template <typename T>
+void attend_all(const at::Tensor& q, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                const at::Tensor& tables, const at::Tensor& lens, int64_t block_size, float scale,
+                at::Tensor& out) {
   const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(2);
   const int64_t kv_heads = key_cache.size(1), width = tables.size(1);
-  check_tables(tables.data_ptr<int64_t>(), lens.data_ptr<int64_t>(), rows, width, block_size,
-               key_cache.size(0) / block_size);
-  at::Tensor out = at::empty_like(q);
   const float* q_data = q.data_ptr<float>();
-  const float* k_data = key_cache.data_ptr<float>();
-  const float* v_data = value_cache.data_ptr<float>();
+  const T* k_data = key_cache.data_ptr<T>();
+  const T* v_data = value_cache.data_ptr<T>();
   const int64_t* table_data = tables.data_ptr<int64_t>();
   const int64_t* len_data = lens.data_ptr<int64_t>();
   float* out_data = out.data_ptr<float>();
@@ -170,7 +171,6 @@ at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache
   const int64_t slices = std::min<int64_t>(kv_heads, wanted);
   const int64_t kv_per_slice = (kv_heads + slices - 1) / slices;
   const int64_t row_stride = kv_heads * dim;
-  const float scale_f = static_cast<float>(scale);
   at::parallel_for(0, rows * slices, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t i = begin; i < end; ++i) {
@@ -178,13 +178,36 @@ at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache
       const int64_t kv_count = std::min(kv_per_slice, kv_heads - first_kv);
       if (kv_count <= 0) continue;
       const int64_t first = first_kv * group;
-      Span span{q_data + (b * heads + first) * dim, k_data + first_kv * dim, v_data + first_kv * dim,
-                table_data + b * width, len_data[b], block_size, row_stride, dim, kv_count * group, group,
-                scale_f, out_data + (b * heads + first) * dim};
+      Span<T> span{q_data + (b * heads + first) * dim, k_data + first_kv * dim, v_data + first_kv * dim,
+                   table_data + b * width, len_data[b], block_size, row_stride, dim, kv_count * group,
+                   group, scale, out_data + (b * heads + first) * dim};
       attend_span(span, scores);
     }
   });
-  return out;
+}
+
+at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                            const at::Tensor& block_tables, const at::Tensor& context_lens, int64_t block_size,
+                            double scale) {
+  check_inputs(query, key_cache, value_cache, block_tables, context_lens, block_size);
+  const at::Tensor q = query.to(at::kFloat).contiguous();
+  const at::Tensor tables = block_tables.contiguous();
+  const at::Tensor lens = context_lens.contiguous();
+  check_tables(tables.data_ptr<int64_t>(), lens.data_ptr<int64_t>(), q.size(0), tables.size(1), block_size,
+               key_cache.size(0) / block_size);
+  at::Tensor out = at::empty_like(q);
+  const float scale_f = static_cast<float>(scale);
+  switch (key_cache.scalar_type()) {
+    case at::kBFloat16:
+      attend_all<c10::BFloat16>(q, key_cache, value_cache, tables, lens, block_size, scale_f, out);
+      break;
+    case at::kHalf:
+      attend_all<c10::Half>(q, key_cache, value_cache, tables, lens, block_size, scale_f, out);
+      break;
+    default:
+      attend_all<float>(q, key_cache, value_cache, tables, lens, block_size, scale_f, out);
+  }
+  return out.to(query.scalar_type());
 }
 
 }  // namespace
