@@ -9,8 +9,8 @@ the same prompts per repeat: 32 requests of 16-128 random tokens, 64 greedy toke
 ``LLMEngine.step`` directly (no asyncio, no detokenisation). Reported per variant: the best wall and
 CPU (process) time of a run, and, on a separate pass after prefill, the mean decode step and the time
 spent inside the paged attention function. CPU time with ``--threads 1`` is the steadiest figure on a
-shared machine. The token ids of every variant must agree (checked), so a setting that changes
-greedy output fails the run.
+shared machine. The token ids of every variant must agree with the first variant's (checked), so a
+setting that changes greedy output fails the run unless ``--allow-token-differences`` is given.
 """
 
 from __future__ import annotations
@@ -110,6 +110,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--allow-token-differences",
+        action="store_true",
+        help="report variants whose greedy tokens differ (e.g. bfloat16 paths that round differently)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = build_model_dir(Path(tempfile.mkdtemp(prefix="llmops-step-ab-")))
@@ -136,17 +141,18 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     reference = next(iter(results.values())).tokens
     shape = f"{args.requests} requests x {args.new_tokens} tokens"
     print(f"{args.threads} thread(s), best of {args.repeats}; {shape}")
-    print("| variant | best wall (s) | tokens/s | best CPU (s) | decode step (ms) | attention (ms/step) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    columns = "best wall (s) | tokens/s | best CPU (s) | decode step (ms) | attention (ms/step) | tokens"
+    print(f"| variant | {columns} |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for variant, result in results.items():
-        if result.tokens != reference:
+        same = result.tokens == reference
+        if not same and not args.allow_token_differences:
             raise SystemExit(f"variant {variant!r} generated different tokens than {args.variant[0]!r}")
         decode, attention = min(result.decode_ms), min(result.attention_ms)
         print(
             f"| {variant} | {result.wall:.3f} | {tokens / result.wall:.0f} | {result.cpu:.3f} | "
-            f"{decode:.2f} | {attention:.2f} |"
+            f"{decode:.2f} | {attention:.2f} | {'as first' if same else 'differ from first'} |"
         )
-    print("greedy tokens: identical across variants")
 
 
 if __name__ == "__main__":
