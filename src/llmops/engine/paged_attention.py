@@ -10,9 +10,9 @@ RoPE. It writes the new K/V into the paged cache (``slot_mapping``) and attends,
 that sequence's cached positions. Single-token (decode) rows go through the C++ decode kernel
 (``paged_kernel``), which reads K/V through the block tables in place, when the batch carries one;
 otherwise their blocks are gathered into a workspace and attended by one batched SDPA, padded to the
-longest context with a key mask. Each multi-token (prefill) chunk is gathered and attended by SDPA
-with a causal mask offset by the chunk's start. Without an ``AttentionBatch`` (embeddings, plain
-calls) it is SDPA.
+longest context with a key mask. Each multi-token (prefill) chunk is attended by SDPA: a chunk from
+position 0 over its own K/V (plain causal), a later chunk over its gathered blocks with a causal mask
+offset by the chunk's start. Without an ``AttentionBatch`` (embeddings, plain calls) it is SDPA.
 """
 
 from __future__ import annotations
