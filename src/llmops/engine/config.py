@@ -97,6 +97,12 @@ class EngineConfig(BaseModel):
         default=20, ge=0, description="Largest top_logprobs a request may ask for (OpenAI allows 20)."
     )
     seed: int = Field(default=0, description="Seed of the shared generator used by unseeded sampling.")
+    decode_kernel: bool = Field(
+        default=True,
+        description="CPU: attend decode rows with the C++ paged kernel (built with g++ on first "
+        "use, cached per machine) instead of gathering K/V for SDPA; falls back to SDPA, logged, when it "
+        "cannot be built.",
+    )
     speculative: SpeculativeConfig | None = Field(
         default=None,
         description="Speculative decoding with a draft model ({draft: REF, k: 4}); None decodes one "

@@ -61,7 +61,9 @@ class LLMEngine:
         self.placement = config.placement()
         model = place_module(model, self.placement)
         self.adapters = AdapterSet(model, self.placement)
-        self.runner = ModelRunner(self.adapters, self._num_blocks(model), config.block_size, self.placement)
+        self.runner = ModelRunner(
+            self.adapters, self._num_blocks(model), config.block_size, self.placement, config.decode_kernel
+        )
         text_config = model.config.get_text_config()
         window = getattr(text_config, "sliding_window", None) if _uses_sliding_window(text_config) else None
         max_len = resolve_max_model_len(config, getattr(text_config, "max_position_embeddings", None), window)
@@ -104,6 +106,7 @@ class LLMEngine:
             self.config.block_size,
             self.placement,
             self.sampler,
+            self.config.decode_kernel,
         )
 
     def _num_blocks(self, model: PreTrainedModel) -> int:

@@ -10,6 +10,8 @@ every row of a chunk that verifies speculative drafts.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import overload
 
@@ -17,8 +19,12 @@ import torch
 
 from llmops.engine.adapters import BASE_ADAPTER, AdapterSet
 from llmops.engine.device import Placement
+from llmops.engine.host_memory import zeros_on_huge_pages
 from llmops.engine.paged_attention import BATCH_KWARG, AttentionBatch, DecodeGroup, PrefillSpan
+from llmops.engine.paged_kernel import load_decode_kernel
 from llmops.engine.scheduler import ScheduledChunk
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,14 @@ class PreparedBatch:
 class ModelRunner:
     """Runs a transformers causal LM over the paged cache."""
 
-    def __init__(self, adapters: AdapterSet, num_blocks: int, block_size: int, placement: Placement) -> None:
+    def __init__(
+        self,
+        adapters: AdapterSet,
+        num_blocks: int,
+        block_size: int,
+        placement: Placement,
+        decode_kernel: bool = False,
+    ) -> None:
         self.adapters = adapters
         self.device = placement.device
         self.block_size = block_size
@@ -48,10 +61,11 @@ class ModelRunner:
             getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         )
         shape = (self.num_layers, num_blocks * block_size, self.num_kv_heads, self.head_dim)
-        self.key_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
-        self.value_cache = torch.zeros(shape, dtype=placement.dtype, device=self.device)
+        self.key_cache = zeros_on_huge_pages(shape, placement.dtype, self.device)
+        self.value_cache = zeros_on_huge_pages(shape, placement.dtype, self.device)
         self._block_numel = block_size * self.num_kv_heads * self.head_dim
         self._workspace = torch.empty(0, dtype=placement.dtype, device=self.device)
+        self._decode_kernel = _decode_kernel_for(placement) if decode_kernel else None
 
     @torch.inference_mode()
     def execute(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], torch.Tensor]:
@@ -86,7 +100,10 @@ class ModelRunner:
         for chunk in ordered:
             tokens.extend(chunk.token_ids)
             positions.extend(range(chunk.start, chunk.start + chunk.num_tokens))
-        decode_group, decode_slots = self._decode_group(decodes)
+        # One decode row keeps the gather + SDPA path: its logits then stay bitwise equal to
+        # transformers' (a batch of several rows cannot be: the GEMMs' kernels depend on the rows).
+        kernel = self._decode_kernel if len(decodes) > 1 else None
+        decode_group, decode_slots = self._decode_group(decodes, masked=kernel is None)
         spans, prefill_slots = self._prefill_spans(prefills, first_row=len(decodes))
         slot_mapping = torch.cat([decode_slots, *prefill_slots]) if prefills else decode_slots
         sample_rows: list[int] = []
@@ -97,7 +114,8 @@ class ModelRunner:
             if chunk.samples:
                 sample_rows.extend(range(row - chunk.num_logits, row))
                 sample_chunks.append(chunk)
-        gathered = max([len(decode_group.blocks) if decode_group else 0] + [len(s.blocks) for s in spans])
+        decode_gathered = decode_group.tables.numel() if decode_group and kernel is None else 0
+        gathered = max([decode_gathered] + [len(s.blocks) for s in spans if s.start > 0])
         return PreparedBatch(
             input_ids=self._on_device(torch.tensor(tokens, dtype=torch.long).unsqueeze(1)),
             position_ids=self._on_device(torch.tensor(positions, dtype=torch.long).unsqueeze(1)),
@@ -109,6 +127,7 @@ class ModelRunner:
                 self._workspace_for(gathered),
                 decode_group,
                 spans,
+                kernel,
             ),
             sample_rows=self._on_device(torch.tensor(sample_rows, dtype=torch.long)),
             sample_chunks=sample_chunks,
@@ -124,8 +143,11 @@ class ModelRunner:
             )
         return self._workspace
 
-    def _decode_group(self, decodes: list[ScheduledChunk]) -> tuple[DecodeGroup | None, torch.Tensor]:
-        """Block ids ``[B * nb]`` of every decode row's context, its mask, and the new-token slots."""
+    def _decode_group(
+        self, decodes: list[ScheduledChunk], masked: bool
+    ) -> tuple[DecodeGroup | None, torch.Tensor]:
+        """Block tables ``[B, nb]`` of the decode rows' contexts, their key mask when ``masked`` (the
+        gather path) and ragged, and the new-token slots."""
         if not decodes:
             return None, torch.empty(0, dtype=torch.long)
         context = torch.tensor([c.start + 1 for c in decodes], dtype=torch.long)  # [B]
@@ -137,9 +159,11 @@ class ModelRunner:
         new_slots = tables.gather(1, (last // self.block_size).unsqueeze(1)).squeeze(1) * self.block_size
         new_slots += last % self.block_size
         mask = None
-        if int(context.min()) != longest:
+        if masked and int(context.min()) != longest:
             mask = (torch.arange(longest) < context.unsqueeze(1)).view(len(decodes), 1, 1, longest)
-        group = DecodeGroup(len(decodes), self._on_device(tables.flatten()), longest, self._on_device(mask))
+        group = DecodeGroup(
+            len(decodes), self._on_device(tables), self._on_device(context), longest, self._on_device(mask)
+        )
         return group, new_slots
 
     @staticmethod
@@ -187,3 +211,12 @@ class ModelRunner:
         for chunk in ordered:
             names.extend([chunk.seq.adapter or BASE_ADAPTER] * chunk.num_tokens)
         return names
+
+
+def _decode_kernel_for(placement: Placement) -> Callable[..., torch.Tensor] | None:
+    """The C++ decode kernel for a CPU engine (built on first use); None on a GPU or if it cannot be
+    built, with the choice logged."""
+    if placement.device.type != "cpu":
+        logger.info("paged attention: the decode kernel is CPU-only; %s uses SDPA", placement.describe())
+        return None
+    return load_decode_kernel()

@@ -7,13 +7,17 @@ layer one GEMM over ``T`` rows and lets peft's mixed-adapter LoRA pick an adapte
 
 Each attention layer then calls ``paged_attention_forward`` with the layer's query/key/value after
 RoPE. It writes the new K/V into the paged cache (``slot_mapping``) and attends, per sequence, over
-that sequence's cached positions: one batched SDPA for all single-token (decode) rows, padded to
-the longest context with a key mask; one SDPA per multi-token (prefill) chunk with a causal mask
+that sequence's cached positions. Single-token (decode) rows go through the C++ decode kernel
+(``paged_kernel``), which reads K/V through the block tables in place, when the batch carries one;
+otherwise their blocks are gathered into a workspace and attended by one batched SDPA, padded to the
+longest context with a key mask. Each multi-token (prefill) chunk is attended by SDPA: a chunk from
+position 0 over its own K/V (plain causal), a later chunk over its gathered blocks with a causal mask
 offset by the chunk's start. Without an ``AttentionBatch`` (embeddings, plain calls) it is SDPA.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +53,14 @@ class PrefillSpan:
 class DecodeGroup:
     """All single-token rows: rows ``0 .. B-1`` of the batch.
 
-    ``blocks`` ``[B * nb]``: each row's first ``nb`` block ids (padded with block 0), row-major;
-    ``context_len`` the longest context ``L``; ``mask`` ``[B, 1, 1, L]`` (True = attend) or None
-    when every context has length ``L``.
+    ``tables`` ``[B, nb]``: each row's first ``nb`` block ids (padded with block 0); ``context_lens``
+    ``[B]`` each row's context; ``context_len`` the longest ``L``; ``mask`` ``[B, 1, 1, L]`` (True =
+    attend) for the gather path, None when every context has length ``L`` or the kernel attends.
     """
 
     num_rows: int
-    blocks: torch.Tensor
+    tables: torch.Tensor
+    context_lens: torch.Tensor
     context_len: int
     mask: torch.Tensor | None
 
@@ -72,6 +77,8 @@ class AttentionBatch:
     workspace: torch.Tensor
     decode: DecodeGroup | None = None
     prefills: list[PrefillSpan] = field(default_factory=list)
+    # torch.ops.llmops_paged.decode_attention when the decode rows use it, else None (gather + SDPA).
+    decode_kernel: Callable[..., torch.Tensor] | None = None
 
     def gather(
         self, blocks: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor
@@ -119,12 +126,29 @@ def paged_attention_forward(
     out = query.new_empty(query.shape[0], query.shape[1], query.shape[3])  # [T, H, D]
     if batch.decode is not None:
         rows = batch.decode.num_rows
-        k, v = batch.gather(batch.decode.blocks, key_blocks, value_blocks)
-        out[:rows] = _attend_decode(query[:rows], k, v, batch.decode, scaling, gqa)
+        if batch.decode_kernel is not None:
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            out[:rows] = batch.decode_kernel(
+                query[:rows, :, 0],
+                keys,
+                values,
+                batch.decode.tables,
+                batch.decode.context_lens,
+                batch.block_size,
+                scale,
+            )
+        else:
+            k, v = batch.gather(batch.decode.tables.flatten(), key_blocks, value_blocks)
+            out[:rows] = _attend_decode(query[:rows], k, v, batch.decode, scaling, gqa)
     for span in batch.prefills:
-        q = query[span.row_start : span.row_end, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
-        k, v = batch.gather(span.blocks, key_blocks, value_blocks)
-        out[span.row_start : span.row_end] = _attend_prefill(q, k, v, span, scaling, gqa)
+        chunk = slice(span.row_start, span.row_end)
+        q = query[chunk, :, 0].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        if span.start == 0:
+            # A chunk from position 0 attends only to its own tokens: this step's K/V, no gather.
+            k, v = key[chunk, :, 0].unsqueeze(0), value[chunk, :, 0].unsqueeze(0)  # [1, n, KVH, D]
+        else:
+            k, v = batch.gather(span.blocks, key_blocks, value_blocks)
+        out[chunk] = _attend_prefill(q, k, v, span, scaling, gqa)
     return out.unsqueeze(1), None
 
 
@@ -155,7 +179,8 @@ def _attend_prefill(
     scaling: float | None,
     gqa: bool,
 ) -> torch.Tensor:
-    """query ``[1, H, n, D]`` over its sequence's gathered blocks ``[nb, bs, KVH, D]`` → ``[n, H, D]``."""
+    """query ``[1, H, n, D]`` over its sequence's blocks ``[nb, bs, KVH, D]`` (gathered, or this
+    step's own K/V as one block) → ``[n, H, D]``."""
     # [nb, bs, KVH, D] -> [ctx, KVH, D] -> [1, KVH, ctx, D]
     k = key_blocks.flatten(0, 1)[: span.context_len].transpose(0, 1)
     v = value_blocks.flatten(0, 1)[: span.context_len].transpose(0, 1)

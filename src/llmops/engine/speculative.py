@@ -70,9 +70,12 @@ class Speculator:
         block_size: int,
         placement: Placement,
         sampler: Sampler,
+        decode_kernel: bool = False,
     ) -> None:
         self.k = k
-        self.runner = ModelRunner(AdapterSet(draft_model, placement), num_blocks, block_size, placement)
+        self.runner = ModelRunner(
+            AdapterSet(draft_model, placement), num_blocks, block_size, placement, decode_kernel
+        )
         self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
         config = draft_model.config.get_text_config()
         self.max_len = min(

@@ -1,0 +1,110 @@
+"""The C++ decode-attention kernel over the paged KV cache: built on first use, cached, optional.
+
+``kernels/paged_decode_attention.cpp`` is compiled with the machine's ``g++`` against the installed
+torch into a shared library registered as ``torch.ops.llmops_paged.decode_attention``. The library is
+cached under ``$LLMOPS_KERNEL_CACHE`` (default ``~/.cache/llmops/kernels``) by a hash of the source,
+the torch version, the compiler flags and this CPU's feature flags (it is built with
+``-march=native``), so each machine compiles once (about 20-60 s) and later engine starts only load
+it. When there is no compiler, the build fails or the library does not load, ``load_decode_kernel``
+returns None once, logs why, and the engine keeps its gather + SDPA path.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "paged_decode_attention.cpp"
+CACHE_ENV = "LLMOPS_KERNEL_CACHE"
+BUILD_TIMEOUT_S = 600
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-w")
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llmops" / "kernels"
+
+
+def _cpu_flags() -> str:
+    """This CPU's feature flags (x86 ``flags`` / ARM ``Features``), which ``-march=native`` depends on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_key() -> str:
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for part in (torch.__version__, sys.version, platform.machine(), _cpu_flags(), *FLAGS):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def _compile_command(source: Path, output: Path) -> list[str]:
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    command = [os.environ.get("CXX", "g++"), *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    command += [f"-I{path}" for path in include_paths()]
+    command += [str(source), "-o", str(output)]
+    for path in library_paths():
+        command += [f"-L{path}", f"-Wl,-rpath,{path}"]
+    return [*command, "-lc10", "-ltorch_cpu", "-ltorch"]
+
+
+def _build(target: Path) -> None:
+    """Compile into a temporary file, then rename: concurrent builders never see half a library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        partial = Path(scratch) / target.name
+        subprocess.run(
+            _compile_command(SOURCE, partial),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+        os.replace(partial, target)
+
+
+@functools.cache
+def load_decode_kernel() -> Any | None:
+    """``torch.ops.llmops_paged.decode_attention``, building it first if needed; None if unavailable."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        logger.warning("paged attention: no C++ compiler (%s); decode attention gathers K/V + SDPA", compiler)
+        return None
+    target = cache_dir() / f"llmops_paged_{build_key()}.so"
+    try:
+        if not target.is_file():
+            logger.info("paged attention: building the decode kernel into %s (once per machine)", target)
+            _build(target)
+        torch.ops.load_library(str(target))
+        kernel = torch.ops.llmops_paged.decode_attention
+    except subprocess.CalledProcessError as exc:
+        logger.warning("paged attention: the decode kernel did not build; using SDPA\n%s", exc.stderr[-2000:])
+        return None
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+        logger.warning("paged attention: the decode kernel is unavailable (%s); using SDPA", exc)
+        return None
+    logger.info("paged attention: decode kernel loaded from %s", target)
+    return kernel
