@@ -97,11 +97,12 @@ def start_gateway(
     port = free_port()
     code = (
         "import json,sys,uvicorn;from llmops.gateway.app import create_app;"
+        "from llmops.gateway.http_server import server_options;"
         "from llmops.gateway.config import GatewayConfig;from llmops.settings import Settings;"
         "from llmops.store.home import open_home;"
         f"app=create_app(GatewayConfig.model_validate(json.loads({json.dumps(json.dumps(config))})),"
         f"open_home(Settings(home={str(home)!r})));"
-        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',loop='uvloop',http='httptools')"
+        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',**server_options())"
     )
     process = subprocess.Popen([sys.executable, "-c", code], text=True)
     url = f"http://127.0.0.1:{port}"
