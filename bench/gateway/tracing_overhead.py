@@ -84,7 +84,7 @@ def start_gateway(
     key = KeyStore.from_home(open_home(Settings(home=home))).create(spec).key
     config = {
         "allow_loopback_upstreams": True,
-        "upstream_client": "aiohttp",
+        "upstream_client": "h1",
         "deployments": [
             {"name": "bench", "upstreams": [{"url": upstream}], "price": {"usd_per_engine_second": 0.001}}
         ],
