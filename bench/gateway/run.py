@@ -65,9 +65,10 @@ def start_mock() -> tuple[subprocess.Popen[str], str]:
 
 
 def start_gateway(
-    home: Path, upstream: str, client: str, redis_url: str | None = None
+    home: Path, upstream: str, client: str, redis_url: str | None = None, workers: int = 1
 ) -> tuple[subprocess.Popen[str], str, str]:
-    """The gateway in its own process; returns it, its URL and a consumer key."""
+    """The gateway in its own process (``workers`` uvicorn workers under it when more than one,
+    as ``llmops gateway serve --workers N`` runs them); returns it, its URL and a consumer key."""
     from llmops.security.keys import KeySpec, KeyStore
     from llmops.settings import Settings
     from llmops.store.home import open_home
@@ -95,13 +96,17 @@ def start_gateway(
         ],
     }
     port = free_port()
+    (home / "bench_gateway.py").write_text(
+        "import json\nfrom llmops.gateway.app import create_app\n"
+        "from llmops.gateway.config import GatewayConfig\nfrom llmops.settings import Settings\n"
+        "from llmops.store.home import open_home\n\n\ndef app():\n"
+        f"    config = GatewayConfig.model_validate(json.loads({json.dumps(json.dumps(config))}))\n"
+        f"    return create_app(config, open_home(Settings(home={str(home)!r})))\n"
+    )
     code = (
-        "import json,sys,uvicorn;from llmops.gateway.app import create_app;"
-        "from llmops.gateway.config import GatewayConfig;from llmops.settings import Settings;"
-        "from llmops.store.home import open_home;"
-        f"app=create_app(GatewayConfig.model_validate(json.loads({json.dumps(json.dumps(config))})),"
-        f"open_home(Settings(home={str(home)!r})));"
-        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',loop='uvloop',http='httptools')"
+        "import uvicorn;from llmops.gateway.http_server import server_options;"
+        f"uvicorn.run('bench_gateway:app',factory=True,app_dir={str(home)!r},host='127.0.0.1',port={port},"
+        f"workers={workers},log_level='warning',**server_options())"
     )
     process = subprocess.Popen([sys.executable, "-c", code], text=True)
     url = f"http://127.0.0.1:{port}"
@@ -141,9 +146,11 @@ class Measured:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    """User + system CPU seconds of a process and its live descendants so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 async def _measure(target: Target, payload: dict[str, object], clients: int, n: int, first: bool) -> Measured:
@@ -302,7 +309,9 @@ def _http_tables_sync(args: argparse.Namespace, work: Path) -> list[str]:
     try:
         mock, direct = start_mock()
         processes.append(mock)
-        gateway, url, key = start_gateway(work / "home", direct, args.upstream_client, args.redis)
+        gateway, url, key = start_gateway(
+            work / "home", direct, args.upstream_client, args.redis, args.workers
+        )
         processes.append(gateway)
         targets = [
             Target("direct", direct, {}),
@@ -332,7 +341,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="Rows for the ingest benchmark.")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-http", action="store_true")
-    parser.add_argument("--upstream-client", default="aiohttp", choices=["aiohttp", "httpx"])
+    parser.add_argument("--upstream-client", default="h1", choices=["h1", "aiohttp", "httpx"])
+    parser.add_argument("--workers", type=int, default=1, help="Gateway worker processes.")
     parser.add_argument("--redis", help="Redis URL: limits and budgets in Redis instead of memory.")
     parser.add_argument("--litellm", type=Path, help="A venv with litellm[proxy] to measure side by side.")
     parser.add_argument(
@@ -347,7 +357,8 @@ def main() -> None:
     os.environ["LLMOPS_HOME"] = str(work / "home")
     lines = [
         f"gateway benchmark, {os.cpu_count()} CPUs, {args.requests} requests per level, "
-        f"upstream client {args.upstream_client}, limits {'redis' if args.redis else 'memory'}",
+        f"upstream client {args.upstream_client}, limits {'redis' if args.redis else 'memory'}, "
+        f"{args.workers} gateway worker(s); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         "",
     ]
     if not args.skip_http:
@@ -359,6 +370,7 @@ def main() -> None:
         lines.append(f"| PostgreSQL | {ingest(pg_url, args.rows, 1000):,.0f} |")
     finally:
         drop_schema(args.postgres, schema)
+    lines.append(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\n".join(lines))
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/gateway/tracing_overhead.py [--requests 1500] [--clients 16] [--rounds 8]
 
-Four gateways (one uvicorn worker each, uvloop + httptools, the set-up of ``run.py``: keys,
+Four gateways (one uvicorn worker each, ``server_options()``, the set-up of ``run.py``: keys,
 limits, a budget and the request log on) run side by side in front of one mock replica:
 
 * ``baseline``: metrics on, tracing off (the default);
@@ -84,7 +84,7 @@ def start_gateway(
     key = KeyStore.from_home(open_home(Settings(home=home))).create(spec).key
     config = {
         "allow_loopback_upstreams": True,
-        "upstream_client": "aiohttp",
+        "upstream_client": "h1",
         "deployments": [
             {"name": "bench", "upstreams": [{"url": upstream}], "price": {"usd_per_engine_second": 0.001}}
         ],
@@ -92,11 +92,12 @@ def start_gateway(
     port = free_port()
     code = (
         "import json,uvicorn;from llmops.gateway.app import create_app;"
+        "from llmops.gateway.http_server import server_options;"
         "from llmops.gateway.config import GatewayConfig;from llmops.settings import Settings;"
         "from llmops.store.home import open_home;"
         f"app=create_app(GatewayConfig.model_validate(json.loads({json.dumps(json.dumps(config))})),"
         f"open_home(Settings(home={str(home)!r})),metrics={metrics!r});"
-        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',loop='uvloop',http='httptools')"
+        f"uvicorn.run(app,host='127.0.0.1',port={port},log_level='warning',**server_options())"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_OTLP")}
     env["LLMOPS_HOME"] = str(home)

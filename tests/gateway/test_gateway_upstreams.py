@@ -1,4 +1,4 @@
-"""The Upstream implementations: HTTP (aiohttp, httpx) and in-process ASGI, streaming as sent."""
+"""The Upstream implementations: HTTP (h1, aiohttp, httpx) and in-process ASGI, streaming as sent."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from llmops.gateway.config import TimeoutConfig
 from llmops.gateway.upstream_aiohttp import AiohttpUpstream
+from llmops.gateway.upstream_h1 import H1Upstream
 from llmops.gateway.upstreams import AsgiUpstream, HttpUpstream, UpstreamRequest, UpstreamUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +39,7 @@ async def _check(upstream: Any) -> None:
         await upstream.aclose()
 
 
-@pytest.mark.parametrize("client", [AiohttpUpstream, HttpUpstream])
+@pytest.mark.parametrize("client", [H1Upstream, AiohttpUpstream, HttpUpstream])
 async def test_http_upstreams(gw: Any, client: Any) -> None:
     mock = gw.MockUpstream("r")
     with gw.serve(mock) as url:

@@ -150,6 +150,8 @@ def serve(
     """
     import uvicorn
 
+    from llmops.gateway.http_server import server_options
+
     price: dict[str, Any] = {"free": free, "usd_per_engine_second": usd_per_engine_second or 0.0}
     overrides = {
         "host": host,
@@ -169,7 +171,8 @@ def serve(
     console.print(f"gateway on http://{resolved.host}:{resolved.port} serving {names}")
     console.print(f"dashboard on http://{resolved.host}:{resolved.port}/ui/ (log in with an API key)")
     if resolved.workers == 1:
-        uvicorn.run(_app(resolved, ctx), host=resolved.host, port=resolved.port, log_level="warning")
+        app = _app(resolved, ctx)
+        uvicorn.run(app, host=resolved.host, port=resolved.port, log_level="warning", **server_options())
         return
     # Several workers: /metrics aggregates every worker through prometheus-client's multiprocess dir.
     from llmops.gateway.metrics import prepare_multiprocess_dir
@@ -186,6 +189,7 @@ def serve(
         port=resolved.port,
         workers=resolved.workers,
         log_level="warning",
+        **server_options(),
     )
 
 
@@ -201,6 +205,7 @@ def _serve_in_process(
     from llmops.dashboard import mount_dashboard
     from llmops.engine.config import EngineConfig
     from llmops.gateway.app import create_app
+    from llmops.gateway.http_server import server_options
     from llmops.gateway.upstreams import AsgiUpstream
     from llmops.serve import ServeConfig
     from llmops.serve.replica import prepare_replica
@@ -226,7 +231,7 @@ def _serve_in_process(
         f"gateway on http://{config.host}:{config.port} serving {ref} in-process as deployment {name!r}"
     )
     console.print(f"dashboard on http://{config.host}:{config.port}/ui/ (log in with an API key)")
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", **server_options())
 
 
 def _app(config: GatewayConfig, ctx: typer.Context) -> Any:

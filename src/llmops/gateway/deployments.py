@@ -15,6 +15,7 @@ from llmops.errors import LLMOpsError, NotFound
 from llmops.gateway.config import ArmConfig, DeploymentConfig, GatewayConfig
 from llmops.gateway.routing import Replica
 from llmops.gateway.upstream_aiohttp import AiohttpUpstream
+from llmops.gateway.upstream_h1 import H1Upstream
 from llmops.gateway.upstream_urls import check_upstream_url
 from llmops.gateway.upstreams import HttpUpstream, Upstream
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 VersionResolver = Callable[[str], str]
 UpstreamFactory = Callable[[str, str | None], Upstream]
 HTTP_CLIENTS: dict[str, Callable[[str, str | None], Upstream]] = {
+    "h1": H1Upstream,
     "aiohttp": AiohttpUpstream,
     "httpx": HttpUpstream,
 }

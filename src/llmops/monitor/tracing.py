@@ -4,7 +4,8 @@
 ``trace.set_tracer_provider``). It is off unless ``LLMOPS_OTLP_ENDPOINT`` is set
 (``Tracing.from_settings``), and off costs nothing: apps add no span middleware and create no spans,
 and ``inject_trace_context`` only looks up the current span (a context-variable read). On, spans go
-to an OTLP/HTTP collector through a batching processor (a background thread, never the event loop),
+to an OTLP/HTTP collector through a batching processor (a background thread, never the event loop)
+and ``otlp_encoding.LeanOTLPSpanExporter`` (the OTLP exporter with a direct protobuf encoder),
 sampled by ``ParentBased(TraceIdRatioBased(ratio))`` so a replica follows the gateway's decision.
 Tests use ``Tracing.in_memory()`` and read the finished spans from its exporter.
 
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -71,14 +73,15 @@ class Tracing:
         off when no endpoint is set. A bare ``http://host:4318`` gets ``/v1/traces`` appended."""
         if not settings.otlp_endpoint:
             return cls.off()
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from llmops.monitor.otlp_encoding import LeanOTLPSpanExporter
 
         endpoint = settings.otlp_endpoint.rstrip("/")
         if not endpoint.endswith(OTLP_TRACES_PATH):
             endpoint += OTLP_TRACES_PATH
         provider = _provider(f"{settings.otel_service_name}-{component}", settings.trace_sample_ratio)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(LeanOTLPSpanExporter(endpoint)))
         return cls(provider.get_tracer(INSTRUMENTATION_NAME), provider)
 
     @classmethod
@@ -143,13 +146,22 @@ class ServerSpanMiddleware:
 
         attributes = {"http.request.method": method, "url.path": str(scope.get("path", ""))}
         parent = extract_trace_context(scope.get("headers", ()))
-        with self.tracer.start_as_current_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        ) as span:
-            try:
-                await self.app(scope, receive, send_with_status)
-            finally:
-                _finish_server_span(span, scope, method, status)
+        # what ``start_as_current_span`` does, without its two generator-based context managers
+        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        error: Exception | None = None
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            _finish_server_span(span, scope, method, status)
+            if error is not None and span.is_recording():
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            otel_context.detach(token)
+            span.end()
 
 
 def _finish_server_span(span: trace.Span, scope: Scope, method: str, status: int) -> None:
