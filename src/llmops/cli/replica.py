@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, TypeVar
 
 import typer
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmops.cli.context import console, home_of
 from llmops.engine.config import EngineConfig
+from llmops.engine.openmp_runtime import loaded_runtime, reexec_with_preferred_runtime
 from llmops.errors import InvalidInput
 from llmops.serve.config import ServeConfig
 from llmops.serve.error_responses import validation_error
@@ -86,7 +88,10 @@ def replica(
     extra = _engine_json(engine_json)
     engine = _config(EngineConfig, **{**extra, **{k: v for k, v in engine_options.items() if v is not None}})
     placement = engine.placement()  # a device this machine lacks is refused before the model loads
-    console.print(f"serving {model} on http://{host}:{port}/v1 ({placement.describe()})")
+    if placement.device.type == "cpu":
+        reexec_with_preferred_runtime(sys.argv)  # once, before any weights load
+    runtime = f", OpenMP {loaded_runtime()}" if placement.device.type == "cpu" else ""
+    console.print(f"serving {model} on http://{host}:{port}/v1 ({placement.describe()}{runtime})")
     run_replica(
         model, serve_config, engine=engine, base=base, adapters=adapter, open_store=lambda: home_of(ctx)
     )
