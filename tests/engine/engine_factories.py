@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,6 +69,13 @@ def build_model(vocab_size: int, seed: int = 0) -> Any:
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).eval()
+
+
+def save_chat_model(directory: Path) -> Path:
+    """The tiny Llama with its tokenizer saved in ``directory``: what ``llmops replica`` serves for real."""
+    build_tokenizer().save_pretrained(directory)
+    build_model(VOCAB_SIZE).save_pretrained(directory)
+    return directory
 
 
 def random_prompts(

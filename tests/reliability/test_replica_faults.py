@@ -91,12 +91,9 @@ async def test_replica_killed_mid_stream(sqlite_home: Home, tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama with a tokenizer: what ``llmops replica`` serves for real."""
-    from tests.engine.engine_factories import VOCAB_SIZE, build_model, build_tokenizer
+    from tests.engine.engine_factories import save_chat_model
 
-    directory = tmp_path_factory.mktemp("tiny-chat-model")
-    build_tokenizer().save_pretrained(directory)
-    build_model(VOCAB_SIZE).save_pretrained(directory)
-    return directory
+    return save_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
 
 
 async def test_real_model_replica_killed_mid_stream(

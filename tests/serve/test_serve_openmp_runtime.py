@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.engine.engine_factories import VOCAB_SIZE, build_model, build_tokenizer
+from tests.engine.engine_factories import save_chat_model
 from tests.reliability.harness import start_model_replica
 
 from llmops.engine.openmp_runtime import (
@@ -65,10 +65,7 @@ def test_the_loaded_runtime_is_read_from_the_process_maps(tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The engine tests' tiny Llama with its tokenizer: what ``llmops replica`` serves for real."""
-    directory = tmp_path_factory.mktemp("openmp-model")
-    build_tokenizer().save_pretrained(directory)
-    build_model(VOCAB_SIZE).save_pretrained(directory)
-    return directory
+    return save_chat_model(tmp_path_factory.mktemp("openmp-model"))
 
 
 def _mapped(pid: int) -> str:

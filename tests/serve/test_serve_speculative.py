@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.engine.engine_factories import VOCAB_SIZE, build_model, build_tokenizer
+from tests.engine.engine_factories import save_chat_model
 
 from llmops.deploy.processes import replica_args
 from llmops.deploy.spec import parse_spec
@@ -64,10 +64,7 @@ def test_an_unknown_draft_reference_is_refused(sqlite_home: Home, tiny_model_dir
 @pytest.fixture(scope="module")
 def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The engine tests' tiny Llama with its tokenizer."""
-    directory = tmp_path_factory.mktemp("speculative") / "tiny"
-    build_tokenizer().save_pretrained(directory)
-    build_model(VOCAB_SIZE).save_pretrained(directory)
-    return directory
+    return save_chat_model(tmp_path_factory.mktemp("speculative") / "tiny")
 
 
 @pytest.mark.slow
