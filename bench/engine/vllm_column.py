@@ -254,6 +254,19 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, seconds, ttft in rows:
         print(f"| {name} | {tokens / seconds:.0f} | {base_s / seconds:.2f}x | {p95(ttft) * 1000:.0f} |")
+    if python is not None:
+        print_goals(rows[0], rows[-1])
+
+
+def print_goals(replica: tuple[str, float, list[float]], vllm: tuple[str, float, list[float]]) -> None:
+    """The issue's server-against-server goals, measured in this run: throughput and p95 TTFT."""
+    throughput = vllm[1] / replica[1]
+    ttft = p95(replica[2]) / p95(vllm[2])
+    print()
+    print("| goal (replica over HTTP against vLLM's server) | measured | target | met |")
+    print("|---|---:|---:|---|")
+    print(f"| throughput | {throughput:.2f}x | >= 0.8x | {'yes' if throughput >= 0.8 else 'no'} |")
+    print(f"| p95 TTFT | {ttft:.2f}x | <= 1.25x | {'yes' if ttft <= 1.25 else 'no'} |")
 
 
 if __name__ == "__main__":
