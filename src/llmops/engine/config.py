@@ -103,6 +103,12 @@ class EngineConfig(BaseModel):
         "use, cached per machine) instead of gathering K/V for SDPA; falls back to SDPA, logged, when it "
         "cannot be built.",
     )
+    prepack_weights: bool = Field(
+        default=True,
+        description="CPU: pack each linear layer's weight once into oneDNN's blocked layout for the "
+        "GEMMs of steps that batch several sequences (a lone sequence keeps the dense weights, equal to "
+        "transformers bit for bit); holds a second copy of those weights in memory.",
+    )
     speculative: SpeculativeConfig | None = Field(
         default=None,
         description="Speculative decoding with a draft model ({draft: REF, k: 4}); None decodes one "

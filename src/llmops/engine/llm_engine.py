@@ -21,6 +21,7 @@ from llmops.engine.block_manager import BlockManager
 from llmops.engine.config import EngineConfig, resolve_max_model_len
 from llmops.engine.device import place_module
 from llmops.engine.model_runner import ModelRunner
+from llmops.engine.packed_linear import prepack_linear_weights
 from llmops.engine.sampler import SampledToken, Sampler
 from llmops.engine.scheduler import ScheduledChunk, Scheduler
 from llmops.engine.sequence import Sequence
@@ -59,7 +60,7 @@ class LLMEngine:
         self.config = config
         self.eos_token_ids = eos_token_ids
         self.placement = config.placement()
-        model = place_module(model, self.placement)
+        model = self._prepared(model)
         self.adapters = AdapterSet(model, self.placement)
         self.runner = ModelRunner(
             self.adapters, self._num_blocks(model), config.block_size, self.placement, config.decode_kernel
@@ -85,6 +86,13 @@ class LLMEngine:
         self._generation_tokens_total = 0
         self._preemptions_total = 0
 
+    def _prepared(self, model: PreTrainedModel) -> PreTrainedModel:
+        """``model`` on the engine's placement, its linear weights packed when the config asks."""
+        model = place_module(model, self.placement)
+        if self.config.prepack_weights:
+            prepack_linear_weights(model, self.placement)
+        return model
+
     def _speculator(self, draft_model: PreTrainedModel | None) -> Speculator | None:
         """The draft side of speculative decoding (config.speculative names the draft model)."""
         if draft_model is None:
@@ -100,7 +108,7 @@ class LLMEngine:
             )
         # The draft cache gets as many blocks as the target's: it never holds more positions.
         return Speculator(
-            place_module(draft_model, self.placement),
+            self._prepared(draft_model),
             self.config.speculative.k,
             self.runner.num_blocks,
             self.config.block_size,

@@ -20,6 +20,7 @@ import torch
 from llmops.engine.adapters import BASE_ADAPTER, AdapterSet
 from llmops.engine.device import Placement
 from llmops.engine.host_memory import zeros_on_huge_pages
+from llmops.engine.packed_linear import packed_gemms
 from llmops.engine.paged_attention import BATCH_KWARG, AttentionBatch, DecodeGroup, PrefillSpan
 from llmops.engine.paged_kernel import load_decode_kernel
 from llmops.engine.scheduler import ScheduledChunk
@@ -37,6 +38,7 @@ class PreparedBatch:
     sample_rows: torch.Tensor  # [S]: rows whose hidden state picks a token
     sample_chunks: list[ScheduledChunk]  # [S], same order
     row_adapters: list[str] | None  # [T] adapter per row, None when no row uses one
+    num_seqs: int  # sequences in the step: packed GEMMs only for more than one
 
 
 class ModelRunner:
@@ -75,6 +77,10 @@ class ModelRunner:
         return batch.sample_chunks, self.forward(batch)
 
     def forward(self, batch: PreparedBatch) -> torch.Tensor:
+        with packed_gemms(batch.num_seqs > 1):
+            return self._forward(batch)
+
+    def _forward(self, batch: PreparedBatch) -> torch.Tensor:
         model = self.adapters.base_model
         with self.adapters.activate(batch.row_adapters):
             hidden = model.get_decoder()(
@@ -132,6 +138,7 @@ class ModelRunner:
             sample_rows=self._on_device(torch.tensor(sample_rows, dtype=torch.long)),
             sample_chunks=sample_chunks,
             row_adapters=self._row_adapters(ordered),
+            num_seqs=len(ordered),
         )
 
     def _workspace_for(self, blocks: int) -> torch.Tensor:
