@@ -187,10 +187,16 @@ def report_prefix(prefix: dict[str, float]) -> None:
     print(f"\nmean TTFT off / on: {prefix['off'] / prefix['on']:.1f}x (target >= 3x)")
 
 
+ROOFLINE_GOAL = 0.40  # model FLOP/s in-process against a large GEMM on the same threads
+
+
 def report_compute(args: argparse.Namespace, mine: Throughput, gemm: float) -> None:
     flops = FlopCount.of_generation([len(p) for p in mine.prompts], args.new_tokens).total / mine.seconds
     print(f"\n### Compute\n\nours: {flops / 1e9:.2f} GFLOP/s of model FLOPs (best throughput run)")
-    print(f"large fp32 GEMM (2048^3, 2 threads): {gemm / 1e9:.1f} GFLOP/s; ours / GEMM: {flops / gemm:.1%}")
+    share = flops / gemm
+    print(f"large fp32 GEMM (2048^3, 2 threads): {gemm / 1e9:.1f} GFLOP/s; ours / GEMM: {share:.1%}")
+    print(f"\nshare of the GEMM roofline in-process: {share:.1%} (goal >= {ROOFLINE_GOAL:.0%}: ", end="")
+    print("met)" if share >= ROOFLINE_GOAL else "not met)")
 
 
 def machine_load() -> str:
