@@ -23,17 +23,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def linear_pair(bias: bool) -> tuple[nn.Linear, PackedLinear]:
+def linear_pair(bias: bool, dtype: torch.dtype = torch.float32) -> tuple[nn.Linear, PackedLinear]:
     torch.manual_seed(0)
-    dense = nn.Linear(48, 80, bias=bias).requires_grad_(False)
+    dense = nn.Linear(48, 80, bias=bias).requires_grad_(False).to(dtype)
     return dense, PackedLinear.from_linear(dense)
 
 
+# bfloat16 where oneDNN computes it on this CPU (AVX-512 BF16 or AMX); float32 everywhere.
+DTYPES = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in packed_linear.packable_dtypes()]
+TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 48), (7, 48), (33, 1, 48)])
-def test_packed_equals_dense_layer(bias: bool, shape: tuple[int, ...]) -> None:
-    dense, packed = linear_pair(bias)
-    x = torch.randn(*shape)
+def test_packed_equals_dense_layer(dtype: torch.dtype, bias: bool, shape: tuple[int, ...]) -> None:
+    dense, packed = linear_pair(bias, dtype)
+    x = torch.randn(*shape).to(dtype)
     with torch.inference_mode():
         expected = dense(x)
         with packed_gemms(True):
@@ -41,7 +47,7 @@ def test_packed_equals_dense_layer(bias: bool, shape: tuple[int, ...]) -> None:
         with packed_gemms(False):
             off = packed(x)
     assert got.shape == expected.shape
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, expected, rtol=TOLERANCES[dtype], atol=TOLERANCES[dtype])
     assert torch.equal(off, expected)  # off: the dense weight, the very same kernel
     assert packed.weight is dense.weight and packed.bias is dense.bias  # parameters shared, not copied
 
