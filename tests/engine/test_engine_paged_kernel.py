@@ -4,6 +4,8 @@ fallback to SDPA when it cannot be built."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,6 +112,26 @@ def test_failed_build_falls_back_to_sdpa_and_says_so(
     with caplog.at_level(logging.WARNING, logger=paged_kernel.__name__):
         assert load_decode_kernel() is None
     assert "did not build" in caplog.text
+
+
+def test_loading_prunes_builds_unused_for_a_month(
+    fresh_loader: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    cache = tmp_path / "kernels"
+    cache.mkdir()
+    month_ago = time.time() - (paged_kernel.STALE_AFTER_DAYS + 1) * 86_400
+    stale, recent = cache / "llmops_paged_0ld.so", cache / "llmops_paged_r3cent.so"
+    other = cache / "notes.txt"
+    for path in (stale, recent, other):
+        path.write_bytes(b"")
+    os.utime(stale, (month_ago, month_ago))
+    os.utime(other, (month_ago, month_ago))
+    # The build itself is not what this tests: it writes a file that then fails to load (logged).
+    monkeypatch.setattr(paged_kernel, "_build", lambda target: target.write_bytes(b"not a library"))
+    assert load_decode_kernel() is None
+    current = cache / f"llmops_paged_{paged_kernel.build_key()}.so"
+    assert current.is_file() and recent.is_file() and other.is_file()
+    assert not stale.exists()
 
 
 def test_kernel_is_not_used_off_the_cpu() -> None:

@@ -6,7 +6,8 @@ cached under ``$LLMOPS_KERNEL_CACHE`` (default ``~/.cache/llmops/kernels``) by a
 the torch version, the compiler flags and this CPU's feature flags (it is built with
 ``-march=native``), so each machine compiles once (about 20-60 s) and later engine starts only load
 it. When there is no compiler, the build fails or the library does not load, ``load_decode_kernel``
-returns None once, logs why, and the engine keeps its gather + SDPA path.
+returns None once, logs why, and the engine keeps its gather + SDPA path. A build no engine has
+started with for ``STALE_AFTER_DAYS`` (an older source, torch or CPU) is removed from the cache.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels") / "paged_decode_attention.cpp"
 CACHE_ENV = "LLMOPS_KERNEL_CACHE"
 BUILD_TIMEOUT_S = 600
+STALE_AFTER_DAYS = 30
+LIBRARY_GLOB = "llmops_paged_*.so"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-w")
 
 
@@ -98,6 +101,7 @@ def load_decode_kernel() -> Any | None:
         if not target.is_file():
             logger.info("paged attention: building the decode kernel into %s (once per machine)", target)
             _build(target)
+        prune_stale_builds(target)
         torch.ops.load_library(str(target))
         kernel = torch.ops.llmops_paged.decode_attention
     except subprocess.CalledProcessError as exc:
@@ -108,3 +112,24 @@ def load_decode_kernel() -> Any | None:
         return None
     logger.info("paged attention: decode kernel loaded from %s", target)
     return kernel
+
+
+def prune_stale_builds(current: Path, max_age_days: float = STALE_AFTER_DAYS) -> list[Path]:
+    """Mark ``current`` as used now and delete the other builds in its folder unused for ``max_age_days``.
+
+    A build's modification time is its last use. A process that still has an older build loaded keeps
+    its mapping; only the file goes. Returns what was removed; a read-only cache is left as it is.
+    """
+    removed: list[Path] = []
+    try:
+        os.utime(current)
+        horizon = current.stat().st_mtime - max_age_days * 86_400
+        for build in current.parent.glob(LIBRARY_GLOB):
+            if build != current and build.stat().st_mtime < horizon:
+                build.unlink()
+                removed.append(build)
+    except OSError as exc:
+        logger.debug("paged attention: kernel cache not pruned (%s)", exc)
+    if removed:
+        logger.info("paged attention: removed %d unused kernel builds from %s", len(removed), current.parent)
+    return removed
