@@ -9,9 +9,10 @@ metrics, writes the log row (relaxed: queued; strict: committed before the respo
 feeds an answered request to the monitor (drift, online evaluation, feedback) (``record``).
 ``finish`` runs exactly once for every admitted request, whatever happens. A whole answer is
 settled before it is returned; in relaxed mode it is recorded once it has been sent
-(``answer.RecordedResponse``: the client does not wait for the bookkeeping), in strict mode before. Output guardrails check a whole answer before it is
-returned and a streamed one at its end (flag only); flags and blocks go to the row's ``error`` and
-to ``llmops_gateway_guardrail_total``. The log writer protects every row (``log_protection``).
+(``answer.RecordedResponse``: the client does not wait for the bookkeeping), in strict mode
+before. Output guardrails check a whole answer before it is returned and a streamed one at its
+end (flag only); flags and blocks go to the row's ``error`` and to
+``llmops_gateway_guardrail_total``. The log writer protects every row (``log_protection``).
 
 Fallbacks: when no replica of the requested deployment can take the request, its fallbacks are
 tried in order, but only those the key may use, and each under its own policy, as if asked for by
@@ -30,7 +31,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 
 from starlette.responses import Response
 
@@ -185,19 +186,14 @@ class Pipeline:
 
     def _key_rules(self, ctx: RequestContext) -> list[LimitRule]:
         key = ctx.principal.key
-        tokens = ctx.prompt_estimate + ctx.completion_allowance
         return _rules(
-            ("key", key.id, "rpm", key.rpm, 1, f"requests per minute of key {key.name!r}"),
-            ("key", key.id, "tpm", key.tpm, tokens, f"tokens per minute of key {key.name!r}"),
+            "key", key.id, key.name, key.rpm, key.tpm, ctx.prompt_estimate + ctx.completion_allowance
         )
 
     def _deployment_rules(self, ctx: RequestContext) -> list[LimitRule]:
         config = ctx.deployment.config
         tokens = ctx.prompt_estimate + ctx.completion_allowance
-        return _rules(
-            ("deployment", config.name, "rpm", config.rpm, 1, f"requests per minute of {config.name!r}"),
-            ("deployment", config.name, "tpm", config.tpm, tokens, f"tokens per minute of {config.name!r}"),
-        )
+        return _rules("deployment", config.name, config.name, config.rpm, config.tpm, tokens)
 
     def _cache_key(self, ctx: RequestContext) -> str:
         return cache_key(ctx.principal.key_id, ctx.deployment.name, ctx.parsed.endpoint, ctx.parsed.body)
@@ -413,9 +409,22 @@ class Pipeline:
             await self.log_writer.submit(record)
 
 
-def _rules(*specs: tuple[str, str, str, int | None, int, str]) -> list[LimitRule]:
-    return [
-        LimitRule(f"{kind}:{ident}:{unit}", f"{kind}.{unit}", limit, amount, f"{unit}={limit} ({text})")
-        for kind, ident, unit, limit, amount, text in specs
-        if limit is not None
-    ]
+def _rules(
+    kind: str, ident: str, owner: str, rpm: int | None, tpm: int | None, tokens: int
+) -> list[LimitRule]:
+    """The requests- and tokens-per-minute rules of a key or a deployment (those it has)."""
+    rules = []
+    for unit, limit, amount in (("rpm", rpm, 1), ("tpm", tpm, tokens)):
+        if limit is not None:
+            scope, name, description = _rule_text(kind, ident, unit, limit, owner)
+            rules.append(LimitRule(scope, name, limit, amount, description))
+    return rules
+
+
+@lru_cache(maxsize=4096)
+def _rule_text(kind: str, ident: str, unit: str, limit: int, owner: str) -> tuple[str, str, str]:
+    """A rule's counter, the name a client sees (``key.rpm``) and its description: the same
+    strings on every request of a key or deployment, made once."""
+    what = "requests" if unit == "rpm" else "tokens"
+    whose = f"key {owner!r}" if kind == "key" else repr(owner)
+    return f"{kind}:{ident}:{unit}", f"{kind}.{unit}", f"{unit}={limit} ({what} per minute of {whose})"
