@@ -26,6 +26,7 @@ URL_FIELDS = frozenset(
     {"api_base", "base_url", "api_url", "endpoint", "webhook", "callback", "proxy", "host", "api_key"}
 )
 _URL_VALUE_RE = re.compile(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://")
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder per call
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,11 @@ def upstream_body(parsed: ParsedRequest, upstream_model: str, *, stream: bool | 
     """The body sent to a replica: its model name, and usage requested on streams for accounting."""
     body = {**parsed.body, "model": upstream_model}
     if not parsed.generates:
-        return json.dumps(body, separators=(",", ":")).encode()
+        return COMPACT_JSON.encode(body).encode()
     streaming = parsed.stream if stream is None else stream
     body["stream"] = streaming
     if streaming:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     else:
         body.pop("stream_options", None)
-    return json.dumps(body, separators=(",", ":")).encode()
+    return COMPACT_JSON.encode(body).encode()

@@ -14,7 +14,7 @@ from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import Reservation
 from llmops.gateway.deployments import Deployment
 from llmops.gateway.limits import Admission
-from llmops.gateway.openai_request import ParsedRequest
+from llmops.gateway.openai_request import COMPACT_JSON, ParsedRequest
 from llmops.gateway.pricing import estimate_tokens, worst_case_prompt_tokens
 from llmops.gateway.sse import completion_of
 from llmops.store.schema import utcnow
@@ -80,7 +80,7 @@ class Outcome:
     response_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Settled:
     """A settled request: its outcome (with guardrail flags), the tokens and cost it was charged,
     and its latency when it settled; what its metrics, log row and monitor observation record."""
@@ -140,4 +140,4 @@ def response_id_of(payload: dict[str, object]) -> str | None:
 
 
 def json_bytes(payload: dict[str, object]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return COMPACT_JSON.encode(payload).encode()
