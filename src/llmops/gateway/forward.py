@@ -51,6 +51,15 @@ class Attempt:
     async def rest(self) -> bytes:
         return self.first + await self.response.read()
 
+    async def rest_within(self, timeout_s: float) -> bytes:
+        """``rest``, or ``TimeoutError`` past ``timeout_s``; no deadline is armed for an answer that
+        has arrived whole (reading it cannot wait)."""
+        arrived = self.response.arrived
+        if arrived is not None and arrived():
+            return await self.rest()
+        async with asyncio.timeout(timeout_s):
+            return await self.rest()
+
 
 class _Failed(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:

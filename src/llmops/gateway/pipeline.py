@@ -27,7 +27,6 @@ Upstream failures reach the client as a generic message naming the request id; t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -239,11 +238,10 @@ class Pipeline:
         timeout = max(0.001, ctx.deployment.config.timeouts.total_s - ctx.elapsed())
         arm, replica = attempt.arm, attempt.replica.name
         try:
-            async with asyncio.timeout(timeout):
-                body = await attempt.rest()
+            body = await attempt.rest_within(timeout)
         except (UpstreamDisconnected, TimeoutError) as exc:
             await self.forwarder.release(attempt, ok=False)
-            detail = f"replica {replica} did not finish its answer: {exc or 'total timeout'}"
+            detail = f"replica {replica} did not finish its answer: {str(exc) or 'total timeout'}"
             log.warning("request %s: %s", ctx.request_id, detail)
             await self.finish(ctx, Outcome(502, arm.name, attempt.model_version, replica, error=detail))
             raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_broke_off") from exc
