@@ -105,9 +105,9 @@ async def test_url_fields_and_sizes_are_refused(home: Home, make_key: Any, gw: A
         image = gw.chat_body(
             messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]
         )
-        assert (
-            await client.post("/v1/chat/completions", json=image, headers=gw.bearer(key))
-        ).status_code == 400
+        refused = await client.post("/v1/chat/completions", json=image, headers=gw.bearer(key))
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "messages[0].content[0].image_url"  # the field's path
         big = await client.post(
             "/v1/chat/completions",
             json=gw.chat_body(messages=[{"role": "user", "content": "x" * 5000}]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -76,3 +77,23 @@ async def test_uvicorn_answers_whole_streamed_head_and_closing_requests_as_befor
             async with client.stream("GET", "/stream") as streamed:
                 parts = [part async for part in streamed.aiter_raw()]
             assert b"".join(parts) == b"one two" and len(parts) >= 2  # each event as it was sent
+
+
+async def test_a_complete_response_leaves_before_the_rest_of_its_task_runs() -> None:
+    answered = threading.Event()
+    waited: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+        waited.append(answered.wait(5))  # blocks the server's loop: only a write made already got out
+
+    options = {k: v for k, v in server_options().items() if k != "loop"}
+    with serving(app, lifespan="off", **options) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/")).text == "hello"
+            answered.set()
+            await asyncio.sleep(0.1)
+    assert waited == [True]

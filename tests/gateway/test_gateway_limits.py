@@ -38,6 +38,33 @@ async def test_memory_limiter_window_and_retry_after() -> None:
         await limiter.acquire(both)
 
 
+async def test_memory_limiter_counts_corrections_and_forgets_buckets_that_left_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("llmops.gateway.limits.time.time", lambda: clock[0])
+    limiter = MemoryRateLimiter(window_s=60)
+
+    def tpm(amount: int) -> list[LimitRule]:
+        return [LimitRule("key:t:tpm", "key.tpm", 100, amount, "tpm=100")]
+
+    early = await limiter.acquire(tpm(80))
+    await limiter.adjust(early, "key:t:tpm", -70)  # it used 10
+    await limiter.acquire(tpm(90))  # 10 + 90: at the limit
+    with pytest.raises(Exception, match="tpm=100"):
+        await limiter.acquire(tpm(1))
+    clock[0] = 1030.0
+    with pytest.raises(Exception, match="tpm=100"):
+        await limiter.acquire(tpm(1))
+    clock[0] = 1060.5  # both left the window
+    await limiter.acquire(tpm(100))
+    await limiter.adjust(early, "key:t:tpm", -50)  # a late correction of a forgotten bucket: no effect
+    with pytest.raises(Exception, match="tpm=100"):
+        await limiter.acquire(tpm(1))
+    clock[0] = 1121.0
+    await limiter.acquire(tpm(100))
+
+
 async def test_rpm_429_names_the_limit(home: Home, make_key: Any, gw: Any) -> None:
     key = make_key(rpm=2)
     async with gw.client(home, gw.config(), gw.in_process(**{"support-bot": gw.MockUpstream("a")})) as (

@@ -224,3 +224,54 @@ async def test_first_token_and_total_timeouts(home: Home, make_key: Any, gw: Any
     errors = {r.id: r.error or "" for r in _rows(home, 2)}
     assert "no first byte within 0.7s" in errors[late.headers["x-request-id"]]
     assert "total timeout of 0.6s" in errors[cut.headers["x-request-id"]]
+
+
+async def test_a_whole_answer_that_stalls_after_its_head_is_cut_at_the_total_timeout(
+    home: Home, make_key: Any, gw: Any
+) -> None:
+    """Over HTTP (the gateway's own client): an answer that arrived whole is passed on; one whose
+    body stops coming is cut at the total timeout (a 502), not at the read timeout."""
+    body = b'{"id":"chatcmpl-1","choices":[{"message":{"content":"hi"}}]}'
+    whole = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+    async def replica(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # keep-alive: the gateway reuses the connection
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if json.loads(await reader.readexactly(length))["max_tokens"] == 1:
+                writer.write(whole)
+                continue
+            writer.write(whole[: whole.index(b"\r\n\r\n") + 10])  # the head, part of the body
+            await finished.wait()  # then nothing
+            writer.close()
+            return
+
+    finished = asyncio.Event()
+    server = await asyncio.start_server(replica, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    timeouts = {"connect_s": 1, "first_token_s": 3, "total_s": 0.5}
+    config = gw.config(
+        gw.deployment("support-bot", upstreams=[{"url": url}], timeouts=timeouts, max_retries=0)
+    )
+    key = make_key()
+    try:
+        async with gw.client(home, config) as (client, _):
+            ok = await client.post(
+                "/v1/chat/completions", json=gw.chat_body(max_tokens=1), headers=gw.bearer(key)
+            )
+            started = time.monotonic()
+            cut = await client.post("/v1/chat/completions", json=gw.chat_body(), headers=gw.bearer(key))
+            waited = time.monotonic() - started
+    finally:
+        finished.set()
+        await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "hi"
+    assert cut.status_code == 502 and cut.json()["error"]["code"] == "upstream_broke_off"
+    assert waited < 2.5  # the total timeout (0.5 s), not the read timeout (3 s)
+    errors = {r.id: r.error or "" for r in _rows(home, 2)}
+    assert "did not finish its answer: total timeout" in errors[cut.headers["x-request-id"]]

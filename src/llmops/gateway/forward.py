@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from llmops.errors import LLMOpsError, Overloaded, UpstreamError
 from llmops.gateway.config import HealthConfig
 from llmops.gateway.deployments import Arm, Deployment, DeploymentTable
 from llmops.gateway.metrics import GatewayMetrics
@@ -49,6 +50,15 @@ class Attempt:
 
     async def rest(self) -> bytes:
         return self.first + await self.response.read()
+
+    async def rest_within(self, timeout_s: float) -> bytes:
+        """``rest``, or ``TimeoutError`` past ``timeout_s``; no deadline is armed for an answer that
+        has arrived whole (reading it cannot wait)."""
+        arrived = self.response.arrived
+        if arrived is not None and arrived():
+            return await self.rest()
+        async with asyncio.timeout(timeout_s):
+            return await self.rest()
 
 
 class _Failed(Exception):
@@ -186,3 +196,27 @@ class Forwarder:
                 "broke off a response", self.health.failure_threshold, self.health.cooldown_s
             )
         await attempt.response.aclose()
+
+
+def not_served_error(request_id: str, failure: NotServed) -> LLMOpsError:
+    """What the client is told when nothing could serve: no addresses, no upstream text."""
+    message = (
+        f"deployment {failure.deployment!r} could not be served now; retry later, or report "
+        f"request {request_id} to the operator"
+    )
+    error: LLMOpsError
+    if failure.overloaded:
+        error = Overloaded(message, retry_after=1, code="no_healthy_replica")
+    else:
+        error = UpstreamError(message, code="upstream_unavailable")
+    error.detail = failure.detail
+    return error
+
+
+def upstream_failed(request_id: str, deployment: str, detail: str, code: str) -> UpstreamError:
+    error = UpstreamError(
+        f"deployment {deployment!r} failed to answer; retry, or report request {request_id} to the operator",
+        code=code,
+    )
+    error.detail = detail
+    return error

@@ -5,7 +5,10 @@ another: two system calls for every whole answer, which were about a tenth of th
 ``CoalescingHttpToolsProtocol`` hands uvicorn a transport that gathers the writes made during one
 turn of the event loop and sends them together at the end of that turn (``call_soon``), so a head
 and the body sent right after it leave in one write; a stream's later events go out as they come
-(one turn later at most). Closing the transport sends what was gathered first.
+(one turn later at most). A response's last write goes out at once: when uvicorn marks the
+response complete, what was gathered is sent there and then, not a loop turn later (so the answer
+leaves before the rest of the request's task runs: whatever the app does after its last ``send``,
+and uvicorn's own bookkeeping). Closing the transport sends what was gathered first.
 
 ``server_options()`` is what every ``uvicorn.run`` of the gateway passes (the CLI, the benchmarks):
 this protocol, uvloop when installed, and no uvicorn access log (the gateway's request log has
@@ -63,11 +66,16 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a ``CoalescingTransport``."""
+    """uvicorn's httptools protocol writing through a ``CoalescingTransport``; a complete
+    response is sent at once."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
-        super().connection_made(cast(asyncio.Transport, coalescing))  # every other call is passed on
+        self.coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
+        super().connection_made(cast(asyncio.Transport, self.coalescing))  # every other call is passed on
+
+    def on_response_complete(self) -> None:
+        self.coalescing.flush()
+        super().on_response_complete()
 
 
 def server_options() -> dict[str, Any]:

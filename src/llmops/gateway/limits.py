@@ -82,37 +82,47 @@ def check_single(rules: Sequence[LimitRule], window_s: int) -> None:
 
 
 class MemoryRateLimiter(RateLimiter):
-    """Sliding-window limits of one worker process."""
+    """Sliding-window limits of one worker process. Each counter keeps its live total; buckets that
+    left the window are dropped once per bucket width, not on every request."""
 
     def __init__(self, window_s: int = 60) -> None:
         self.window_s = window_s
         self.width = window_s / BUCKETS
         self._counts: dict[str, dict[int, int]] = {}
+        self._totals: dict[str, int] = {}
+        self._pruned: dict[str, int] = {}  # the bucket each counter was last pruned at
 
     async def acquire(self, rules: Sequence[LimitRule]) -> Admission:
         check_single(rules, self.window_s)
         now = time.time()
         bucket = int(now / self.width)
         for rule in rules:
-            counts = self._live(rule.scope, bucket)
-            total = sum(counts.values())
+            total = self._live(rule.scope, bucket)
             if total + rule.amount > rule.limit:
+                counts = self._counts[rule.scope]
                 raise LimitExceeded(rule, self._retry_after(counts, total + rule.amount - rule.limit, now))
         for rule in rules:
-            counts = self._counts.setdefault(rule.scope, {})
+            counts = self._counts[rule.scope]
             counts[bucket] = counts.get(bucket, 0) + rule.amount
+            self._totals[rule.scope] += rule.amount
         return Admission(bucket, {rule.scope: rule.amount for rule in rules})
 
     async def adjust(self, admission: Admission, scope: str, delta: int) -> None:
         counts = self._counts.get(scope)
         if counts is not None and admission.bucket in counts:
             counts[admission.bucket] += delta
+            self._totals[scope] += delta
 
-    def _live(self, scope: str, bucket: int) -> dict[int, int]:
+    def _live(self, scope: str, bucket: int) -> int:
+        """The counter's total over the buckets still in the window at ``bucket``."""
+        if self._pruned.get(scope) == bucket:
+            return self._totals[scope]
         counts = self._counts.setdefault(scope, {})
         for old in [b for b in counts if b <= bucket - BUCKETS]:
             del counts[old]
-        return counts
+        self._pruned[scope] = bucket
+        total = self._totals[scope] = sum(counts.values())
+        return total
 
     def _retry_after(self, counts: dict[int, int], need: int, now: float) -> float:
         for bucket in sorted(counts):

@@ -26,6 +26,7 @@ URL_FIELDS = frozenset(
     {"api_base", "base_url", "api_url", "endpoint", "webhook", "callback", "proxy", "host", "api_key"}
 )
 _URL_VALUE_RE = re.compile(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://")
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder per call
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,24 @@ def _is_url_field(name: str) -> bool:
 
 
 def forbid_url_fields(value: Any, path: str = "") -> None:
-    """Raise ``InvalidInput`` naming the first URL-carrying field found anywhere in ``value``."""
+    """Raise ``InvalidInput`` naming the first URL-carrying field found anywhere in ``value`` (only
+    objects and arrays are descended into; a field's path is spelled out when needed)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
             if _is_url_field(str(key)):
+                where = f"{path}.{key}" if path else str(key)
                 raise InvalidInput(
                     f"field {where!r} is not accepted: the gateway never sends requests or fetches content "
                     "at a URL given by the caller; remove it",
                     param=where,
                     code="url_not_allowed",
                 )
-            forbid_url_fields(item, where)
+            if isinstance(item, (dict, list)):
+                forbid_url_fields(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            forbid_url_fields(item, f"{path}[{index}]")
+            if isinstance(item, (dict, list)):
+                forbid_url_fields(item, f"{path}[{index}]")
 
 
 def _forbid_top_level_urls(body: dict[str, Any]) -> None:
@@ -164,11 +168,11 @@ def upstream_body(parsed: ParsedRequest, upstream_model: str, *, stream: bool | 
     """The body sent to a replica: its model name, and usage requested on streams for accounting."""
     body = {**parsed.body, "model": upstream_model}
     if not parsed.generates:
-        return json.dumps(body, separators=(",", ":")).encode()
+        return COMPACT_JSON.encode(body).encode()
     streaming = parsed.stream if stream is None else stream
     body["stream"] = streaming
     if streaming:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     else:
         body.pop("stream_options", None)
-    return json.dumps(body, separators=(",", ":")).encode()
+    return COMPACT_JSON.encode(body).encode()

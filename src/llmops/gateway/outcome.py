@@ -14,8 +14,9 @@ from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import Reservation
 from llmops.gateway.deployments import Deployment
 from llmops.gateway.limits import Admission
-from llmops.gateway.openai_request import ParsedRequest
+from llmops.gateway.openai_request import COMPACT_JSON, ParsedRequest
 from llmops.gateway.pricing import estimate_tokens, worst_case_prompt_tokens
+from llmops.gateway.sse import completion_of
 from llmops.store.schema import utcnow
 
 TTFT_HEADER = "x-llmops-ttft-seconds"  # set by llmops replicas on whole (non-streamed) answers
@@ -79,6 +80,18 @@ class Outcome:
     response_id: str | None = None
 
 
+@dataclass
+class Settled:
+    """A settled request: its outcome (with guardrail flags), the tokens and cost it was charged,
+    and its latency when it settled; what its metrics, log row and monitor observation record."""
+
+    outcome: Outcome
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+
+
 def usage_of(payload: dict[str, Any]) -> tuple[int | None, int | None]:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
@@ -107,3 +120,24 @@ def json_or_empty(body: bytes) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+def answer_text(parsed: ParsedRequest, payload: dict[str, object]) -> str | None:
+    """What the log row and the monitor keep of an answer: the generated text, a classification's
+    labels (one per line), nothing of embeddings."""
+    if parsed.generates:
+        return completion_of(payload)
+    if parsed.endpoint != "classify" or not isinstance(payload.get("data"), list):
+        return None
+    items = payload["data"]
+    assert isinstance(items, list)
+    return "\n".join(str(item.get("label", "")) for item in items if isinstance(item, dict))
+
+
+def response_id_of(payload: dict[str, object]) -> str | None:
+    value = payload.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def json_bytes(payload: dict[str, object]) -> bytes:
+    return COMPACT_JSON.encode(payload).encode()

@@ -4,12 +4,15 @@ Order and why: the deployment is resolved first (404 lists what the key may use)
 count the request (tokens as an estimate); the deployment's input guardrails check the prompt (a
 blocked one never reaches a replica); a cache hit is answered at no cost; the budget reserves
 the worst-case cost; the request goes to a replica (retries in ``forward``); then ``finish``
-settles the budget at the actual cost, corrects the token count, records metrics, writes the log
-row (relaxed: queued; strict: committed before the response completes) and feeds an answered
-request to the monitor (drift, online evaluation, feedback). ``finish`` runs exactly once for
-every admitted request, whatever happens. Output guardrails check a whole answer before it is
-returned and a streamed one at its end (flag only); flags and blocks go to the row's ``error`` and
-to ``llmops_gateway_guardrail_total``. The log writer protects every row (``log_protection``).
+settles the budget at the actual cost and corrects the token count (``settle``), then records
+metrics, writes the log row (relaxed: queued; strict: committed before the response completes) and
+feeds an answered request to the monitor (drift, online evaluation, feedback) (``record``).
+``finish`` runs exactly once for every admitted request, whatever happens. A whole answer is
+settled before it is returned; in relaxed mode it is recorded once it has been sent
+(``answer.RecordedResponse``: the client does not wait for the bookkeeping), in strict mode
+before. Output guardrails check a whole answer before it is returned and a streamed one at its
+end (flag only); flags and blocks go to the row's ``error`` and to
+``llmops_gateway_guardrail_total``. The log writer protects every row (``log_protection``).
 
 Fallbacks: when no replica of the requested deployment can take the request, its fallbacks are
 tried in order, but only those the key may use, and each under its own policy, as if asked for by
@@ -24,62 +27,47 @@ Upstream failures reach the client as a generic message naming the request id; t
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 
 from starlette.responses import Response
 
-from llmops.errors import LLMOpsError, Overloaded, UpstreamError
+from llmops.errors import LLMOpsError
 from llmops.gateway.admission import RedisAdmission
+from llmops.gateway.answer import RecordedResponse
 from llmops.gateway.auth import Principal
 from llmops.gateway.budgets import BudgetLedger
 from llmops.gateway.cache import ResponseCache, cache_key, is_deterministic
 from llmops.gateway.config import GatewayConfig
 from llmops.gateway.deployments import Deployment, DeploymentTable
-from llmops.gateway.forward import Attempt, Forwarder, NotServed
+from llmops.gateway.forward import Attempt, Forwarder, NotServed, not_served_error, upstream_failed
 from llmops.gateway.guard import Guard
 from llmops.gateway.limits import Admission, LimitRule, RateLimiter
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.monitoring import GatewayMonitor
-from llmops.gateway.openai_request import Endpoint, ParsedRequest, parse_request
-from llmops.gateway.outcome import Outcome, RequestContext, json_or_empty, usage_of, whole_answer_ttft
+from llmops.gateway.openai_request import Endpoint, parse_request
+from llmops.gateway.outcome import (
+    Outcome,
+    RequestContext,
+    Settled,
+    answer_text,
+    json_bytes,
+    json_or_empty,
+    response_id_of,
+    usage_of,
+    whole_answer_ttft,
+)
 from llmops.gateway.pricing import engine_seconds, request_cost, worst_case_cost
 from llmops.gateway.relay import RelayResponse
 from llmops.gateway.request_log import RequestLogRecord, RequestLogWriter
 from llmops.gateway.shadow import ShadowMirror
-from llmops.gateway.sse import completion_of
 from llmops.gateway.upstreams import UpstreamDisconnected
 from llmops.store.schema import utcnow
 
 log = logging.getLogger(__name__)
 RESPONSE_IDS_KEPT = 10_000  # answers not yet in the request log; the log holds the rest
-
-
-def not_served_error(request_id: str, failure: NotServed) -> LLMOpsError:
-    """What the client is told when nothing could serve: no addresses, no upstream text."""
-    message = (
-        f"deployment {failure.deployment!r} could not be served now; retry later, or report "
-        f"request {request_id} to the operator"
-    )
-    error: LLMOpsError
-    if failure.overloaded:
-        error = Overloaded(message, retry_after=1, code="no_healthy_replica")
-    else:
-        error = UpstreamError(message, code="upstream_unavailable")
-    error.detail = failure.detail
-    return error
-
-
-def upstream_failed(request_id: str, deployment: str, detail: str, code: str) -> UpstreamError:
-    error = UpstreamError(
-        f"deployment {deployment!r} failed to answer; retry, or report request {request_id} to the operator",
-        code=code,
-    )
-    error.detail = detail
-    return error
 
 
 @dataclass
@@ -197,19 +185,14 @@ class Pipeline:
 
     def _key_rules(self, ctx: RequestContext) -> list[LimitRule]:
         key = ctx.principal.key
-        tokens = ctx.prompt_estimate + ctx.completion_allowance
         return _rules(
-            ("key", key.id, "rpm", key.rpm, 1, f"requests per minute of key {key.name!r}"),
-            ("key", key.id, "tpm", key.tpm, tokens, f"tokens per minute of key {key.name!r}"),
+            "key", key.id, key.name, key.rpm, key.tpm, ctx.prompt_estimate + ctx.completion_allowance
         )
 
     def _deployment_rules(self, ctx: RequestContext) -> list[LimitRule]:
         config = ctx.deployment.config
         tokens = ctx.prompt_estimate + ctx.completion_allowance
-        return _rules(
-            ("deployment", config.name, "rpm", config.rpm, 1, f"requests per minute of {config.name!r}"),
-            ("deployment", config.name, "tpm", config.tpm, tokens, f"tokens per minute of {config.name!r}"),
-        )
+        return _rules("deployment", config.name, config.name, config.rpm, config.tpm, tokens)
 
     def _cache_key(self, ctx: RequestContext) -> str:
         return cache_key(ctx.principal.key_id, ctx.deployment.name, ctx.parsed.endpoint, ctx.parsed.body)
@@ -230,7 +213,7 @@ class Pipeline:
                 completion_tokens=completion,
                 completion=answer_text(ctx.parsed, hit),
                 cache_hit=True,
-                response_id=_response_id(hit),
+                response_id=response_id_of(hit),
             ),
         )
         return Response(
@@ -255,11 +238,10 @@ class Pipeline:
         timeout = max(0.001, ctx.deployment.config.timeouts.total_s - ctx.elapsed())
         arm, replica = attempt.arm, attempt.replica.name
         try:
-            async with asyncio.timeout(timeout):
-                body = await attempt.rest()
+            body = await attempt.rest_within(timeout)
         except (UpstreamDisconnected, TimeoutError) as exc:
             await self.forwarder.release(attempt, ok=False)
-            detail = f"replica {replica} did not finish its answer: {exc or 'total timeout'}"
+            detail = f"replica {replica} did not finish its answer: {str(exc) or 'total timeout'}"
             log.warning("request %s: %s", ctx.request_id, detail)
             await self.finish(ctx, Outcome(502, arm.name, attempt.model_version, replica, error=detail))
             raise upstream_failed(ctx.request_id, ctx.deployment.name, detail, "upstream_broke_off") from exc
@@ -279,7 +261,7 @@ class Pipeline:
             engine_seconds=engine_seconds(attempt.response.headers, ctx.elapsed()),
             error=None if status == 200 else body[:500].decode("utf-8", "replace"),
             charged=status == 200,
-            response_id=_response_id(payload) if status == 200 else None,
+            response_id=response_id_of(payload) if status == 200 else None,
         )
         if status >= 500:
             detail = f"replica {replica} answered {status}: {outcome.error}"
@@ -290,17 +272,29 @@ class Pipeline:
         if blocked is not None:
             await self.finish(ctx, replace(outcome, status=blocked.status_code, error=blocked.detail))
             raise blocked
-        await self.finish(ctx, outcome)
+        settled = await self.settle(ctx, outcome)
         if self.cache is not None and status == 200 and is_deterministic(ctx.parsed.body):
             await self.cache.put(self._cache_key(ctx), payload)
         media = attempt.response.headers.get("content-type", "application/json")
-        return Response(body, status, media_type=media)
+        if settled is None:
+            return Response(body, status, media_type=media)
+        if self.config.request_log.mode == "strict":  # the row is committed before the answer
+            await self.record(ctx, settled)
+            return Response(body, status, media_type=media)
+        return RecordedResponse(body, status, media, partial(self.record, ctx, settled))
 
     # ---- settling ----
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
         """Settle budget and limits, count metrics and log the row; once per request."""
+        settled = await self.settle(ctx, outcome)
+        if settled is not None:
+            await self.record(ctx, settled)
+
+    async def settle(self, ctx: RequestContext, outcome: Outcome) -> Settled | None:
+        """Charge the budget and correct the token limits (the first part of ``finish``); None
+        when the request was settled already."""
         if ctx.finished:
-            return
+            return None
         ctx.finished = True
         config = ctx.deployment.config
         if ctx.parsed.stream and outcome.status == 200 and outcome.completion is not None:
@@ -321,12 +315,18 @@ class Pipeline:
                 await self.budgets.settle(ctx.reservation, cost)
             for admission, scope, delta in self._corrections(ctx, actual):
                 await self.limiter.adjust(admission, scope, delta)
-        latency = ctx.elapsed()
-        self.metrics.count_request(config.name, outcome.status, latency, outcome.ttft_s)
+        return Settled(outcome, prompt, completion, cost, ctx.elapsed())
+
+    async def record(self, ctx: RequestContext, settled: Settled) -> None:
+        """Count the metrics, log the row and feed the monitor (the second part of ``finish``)."""
+        outcome = settled.outcome
+        self.metrics.count_request(
+            ctx.deployment.config.name, outcome.status, settled.latency_s, outcome.ttft_s
+        )
         if outcome.response_id is not None:
             self._remember_response(outcome.response_id, ctx.request_id)
         if self.log_writer is not None:
-            await self._log(ctx, outcome, prompt, completion, cost, latency)
+            await self._log(ctx, settled)
         if self.monitor is not None and outcome.status == 200 and outcome.model_version is not None:
             self._observe(ctx, outcome.model_version, outcome.completion)
 
@@ -374,11 +374,10 @@ class Pipeline:
             )
             await self.log_writer.submit(record)
 
-    async def _log(
-        self, ctx: RequestContext, outcome: Outcome, prompt: int, completion: int, cost: float, latency: float
-    ) -> None:
+    async def _log(self, ctx: RequestContext, settled: Settled) -> None:
         """The row as it happened; the writer protects its payloads (drop, redact, encrypt)."""
         assert self.log_writer is not None
+        outcome = settled.outcome
         record = RequestLogRecord(
             id=ctx.request_id,
             ts=ctx.ts,
@@ -393,12 +392,12 @@ class Pipeline:
             stream=ctx.parsed.stream,
             prompt=ctx.parsed.prompt_text,
             completion=outcome.completion,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=settled.prompt_tokens,
+            completion_tokens=settled.completion_tokens,
             ttft_ms=outcome.ttft_s * 1000 if outcome.ttft_s is not None else None,
-            latency_ms=latency * 1000,
+            latency_ms=settled.latency_s * 1000,
             status=outcome.status,
-            cost_usd=cost,
+            cost_usd=settled.cost_usd,
             cache_hit=outcome.cache_hit,
             error=outcome.error,
         )
@@ -408,30 +407,22 @@ class Pipeline:
             await self.log_writer.submit(record)
 
 
-def _rules(*specs: tuple[str, str, str, int | None, int, str]) -> list[LimitRule]:
-    return [
-        LimitRule(f"{kind}:{ident}:{unit}", f"{kind}.{unit}", limit, amount, f"{unit}={limit} ({text})")
-        for kind, ident, unit, limit, amount, text in specs
-        if limit is not None
-    ]
+def _rules(
+    kind: str, ident: str, owner: str, rpm: int | None, tpm: int | None, tokens: int
+) -> list[LimitRule]:
+    """The requests- and tokens-per-minute rules of a key or a deployment (those it has)."""
+    rules = []
+    for unit, limit, amount in (("rpm", rpm, 1), ("tpm", tpm, tokens)):
+        if limit is not None:
+            scope, name, description = _rule_text(kind, ident, unit, limit, owner)
+            rules.append(LimitRule(scope, name, limit, amount, description))
+    return rules
 
 
-def answer_text(parsed: ParsedRequest, payload: dict[str, object]) -> str | None:
-    """What the log row and the monitor keep of an answer: the generated text, a classification's
-    labels (one per line), nothing of embeddings."""
-    if parsed.generates:
-        return completion_of(payload)
-    if parsed.endpoint != "classify" or not isinstance(payload.get("data"), list):
-        return None
-    items = payload["data"]
-    assert isinstance(items, list)
-    return "\n".join(str(item.get("label", "")) for item in items if isinstance(item, dict))
-
-
-def _response_id(payload: dict[str, object]) -> str | None:
-    value = payload.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-def json_bytes(payload: dict[str, object]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+@lru_cache(maxsize=4096)
+def _rule_text(kind: str, ident: str, unit: str, limit: int, owner: str) -> tuple[str, str, str]:
+    """A rule's counter, the name a client sees (``key.rpm``) and its description: the same
+    strings on every request of a key or deployment, made once."""
+    what = "requests" if unit == "rpm" else "tokens"
+    whose = f"key {owner!r}" if kind == "key" else repr(owner)
+    return f"{kind}:{ident}:{unit}", f"{kind}.{unit}", f"{unit}={limit} ({what} per minute of {whose})"

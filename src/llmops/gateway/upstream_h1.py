@@ -69,6 +69,7 @@ class H1Upstream(Upstream):
             conn.headers,
             _body(conn, timeouts.first_token_s, self.name),
             self._releaser(conn),
+            lambda: conn.complete,
         )
 
     async def health(self, path: str) -> bool:

@@ -58,6 +58,8 @@ class UpstreamResponse:
     headers: Mapping[str, str]
     body: AsyncIterator[bytes]
     _close: Callable[[], Any] | None = None
+    # whether every byte of the answer has arrived (reading the rest cannot wait); None: not known
+    arrived: Callable[[], bool] | None = None
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.body])

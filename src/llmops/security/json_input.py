@@ -12,6 +12,7 @@ request body, a file) and where in it, so the HTTP layers answer 400 and the CLI
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from llmops.errors import InvalidInput
 MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 100
 _BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff, the only way UTF-8 text holds one
 
 
 class _Refused(Exception):
@@ -56,6 +58,12 @@ def _constant(name: str) -> Any:
     raise _Refused(f"{name} is not JSON; send a finite number or null")
 
 
+# one decoder for every call (``json.loads`` with hooks builds a decoder and its scanner each time)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs, parse_int=_int, parse_float=_float, parse_constant=_constant
+)
+
+
 def _children(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -90,8 +98,19 @@ def _check_tree(root: Any, max_depth: int) -> None:
         stack.extend((item, where, depth + 1) for where, item in _children(value, path))
 
 
+def _needs_tree_check(text: str, decoded: bool, max_depth: int) -> bool:
+    """Whether ``_check_tree`` could refuse what ``text`` parses to. It cannot when the text opens
+    at most ``max_depth`` objects and arrays (brackets inside strings count too: an over-estimate),
+    has no escaped surrogate and, given as ``str``, holds no surrogate itself (UTF-8 decoding never
+    yields one): a cheap scan of the text instead of a walk of the tree."""
+    if text.count("{") + text.count("[") > max_depth or _SURROGATE_ESCAPE.search(text):
+        return True
+    return not decoded and not text.isascii()
+
+
 def loads_json(raw: bytes | str, *, what: str = "the request body", max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``raw`` (UTF-8) strictly; ``InvalidInput`` names ``what`` and the problem."""
+    decoded = isinstance(raw, bytes)
     if isinstance(raw, bytes):
         try:
             text = raw.removeprefix(_BOM).decode("utf-8")
@@ -104,10 +123,11 @@ def loads_json(raw: bytes | str, *, what: str = "the request body", max_depth: i
     else:
         text = raw
     try:
-        value = json.loads(
-            text, object_pairs_hook=_pairs, parse_int=_int, parse_float=_float, parse_constant=_constant
-        )
-        _check_tree(value, max_depth)
+        if text.startswith("\ufeff"):  # what json.loads says of a second byte order mark
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
+        if _needs_tree_check(text, decoded, max_depth):
+            _check_tree(value, max_depth)
     except _Refused as exc:
         raise InvalidInput(f"{what} is refused: {exc}", param="body", code="invalid_json") from None
     except RecursionError:
