@@ -17,11 +17,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/llmops
 ENV PATH=/opt/llmops/bin:$PATH
 WORKDIR /src
+# g++ in the build stage only: it compiles the paged decode-attention kernel below
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++=4:12.2.0-3 \
+    && rm -rf /var/lib/apt/lists/*
 COPY docker/install.sh /usr/local/bin/llmops-install
 COPY pyproject.toml README.md ./
 COPY src ./src
-# torch pinned (CPU wheel from the PyTorch index), then llmops with its serving extras
-RUN TORCH_VARIANT=cpu llmops-install /src
+# torch pinned (CPU wheel from the PyTorch index), then llmops with its serving extras; then the
+# decode kernel built once for the baseline CPU (x86-64-v3: AVX2, FMA) into
+# /opt/llmops/share/llmops/kernels, where a replica with no compiler loads it (engine/paged_kernel.py)
+RUN TORCH_VARIANT=cpu llmops-install /src \
+    && python -c "from llmops.engine.paged_kernel import build_prebuilt; print(build_prebuilt())"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="llmops" \

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -132,6 +136,69 @@ def test_loading_prunes_builds_unused_for_a_month(
     current = cache / f"llmops_paged_{paged_kernel.build_key()}.so"
     assert current.is_file() and recent.is_file() and other.is_file()
     assert not stale.exists()
+
+
+PREBUILT_SCRIPT = """
+import logging, torch
+import torch.nn.functional as F
+from llmops.engine.paged_kernel import load_decode_kernel
+logging.basicConfig(level=logging.INFO)
+kernel = load_decode_kernel()
+assert kernel is not None, "no kernel"
+keys = torch.randn(64, 2, 8)
+query = torch.randn(1, 4, 8)
+out = kernel(query, keys, keys, torch.tensor([[0, 1, 2, 3]]), torch.tensor([30]), 16, 0.5)
+k = keys[:30].transpose(0, 1).repeat_interleave(2, dim=0)
+expected = F.scaled_dot_product_attention(query[0].unsqueeze(1), k, k, scale=0.5)[:, 0]
+torch.testing.assert_close(out[0], expected, rtol=1e-5, atol=1e-5)
+print("attended")
+"""
+
+
+@pytest.mark.slow
+def test_without_a_compiler_the_portable_prebuilt_build_is_loaded(tmp_path: Any) -> None:
+    """What the CPU image does: a build made ahead of time for the baseline CPU, no g++ at run time."""
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here to make the prebuilt build")
+    if not paged_kernel._runs_portable_build():
+        pytest.skip("this CPU lacks the portable build's baseline")
+    library = paged_kernel.build_prebuilt(tmp_path / "prebuilt")
+    env = {
+        **os.environ,
+        "CXX": "llmops-no-such-compiler",
+        paged_kernel.PREBUILT_ENV: str(library.parent),
+        paged_kernel.CACHE_ENV: str(tmp_path / "cache"),
+    }
+    # A process of its own: this one may have loaded the native build under the same op name.
+    run = subprocess.run(
+        [sys.executable, "-c", PREBUILT_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "attended" in run.stdout
+    assert f"decode kernel loaded from {library}" in run.stderr
+    assert not (tmp_path / "cache").exists()  # nothing compiled
+
+
+def test_portable_build_needs_its_cpu_baseline(
+    fresh_loader: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CXX", "llmops-no-such-compiler")
+    monkeypatch.setenv(paged_kernel.PREBUILT_ENV, str(tmp_path))
+    library = paged_kernel._portable_library(tmp_path)
+    if library is None:
+        pytest.skip("no portable build is defined for this architecture")
+    library.write_bytes(b"not a library")
+    march = paged_kernel.PORTABLE_TARGETS[platform.machine()][0]
+    monkeypatch.setattr(paged_kernel, "PORTABLE_TARGETS", {platform.machine(): (march, ("no-such-flag",))})
+    with caplog.at_level(logging.INFO, logger=paged_kernel.__name__):
+        assert load_decode_kernel() is None
+    assert "no prebuilt kernel for this CPU" in caplog.text  # never loaded on a CPU without the baseline
+    load_decode_kernel.cache_clear()
+    monkeypatch.setattr(paged_kernel, "PORTABLE_TARGETS", {platform.machine(): (march, ())})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=paged_kernel.__name__):
+        assert load_decode_kernel() is None
+    assert "decode kernel is unavailable" in caplog.text  # with the baseline it is tried (and fails here)
 
 
 def test_kernel_is_not_used_off_the_cpu() -> None:

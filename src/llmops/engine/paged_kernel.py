@@ -8,6 +8,12 @@ the torch version, the compiler flags and this CPU's feature flags (it is built 
 it. When there is no compiler, the build fails or the library does not load, ``load_decode_kernel``
 returns None once, logs why, and the engine keeps its gather + SDPA path. A build no engine has
 started with for ``STALE_AFTER_DAYS`` (an older source, torch or CPU) is removed from the cache.
+
+Where there is no compiler (the container images), a *portable* build made ahead of time is used
+instead: ``build_prebuilt`` compiles for a baseline CPU (x86-64-v3: AVX2 and FMA; Armv8-A) into
+``$LLMOPS_KERNEL_PREBUILT`` (default ``<prefix>/share/llmops/kernels``), as the CPU image's build
+stage does; it loads only on a CPU that has that baseline and with the torch it was built against.
+Its OpenMP library resolves, through the build's rpath, to the copy torch ships.
 """
 
 from __future__ import annotations
@@ -30,10 +36,16 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "paged_decode_attention.cpp"
 CACHE_ENV = "LLMOPS_KERNEL_CACHE"
+PREBUILT_ENV = "LLMOPS_KERNEL_PREBUILT"
 BUILD_TIMEOUT_S = 600
 STALE_AFTER_DAYS = 30
 LIBRARY_GLOB = "llmops_paged_*.so"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-w")
+# machine -> (the baseline -march of a portable build, the CPU flags it needs)
+PORTABLE_TARGETS = {
+    "x86_64": ("x86-64-v3", ("avx2", "fma", "bmi2", "f16c", "movbe")),
+    "aarch64": ("armv8-a", ()),
+}
 
 
 def cache_dir() -> Path:
@@ -55,18 +67,54 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def build_key() -> str:
+def build_key(flags: tuple[str, ...] = FLAGS) -> str:
+    """Hash of what a build depends on; a ``-march=native`` build also depends on this CPU's flags."""
     digest = hashlib.sha256(SOURCE.read_bytes())
-    for part in (torch.__version__, sys.version, platform.machine(), _cpu_flags(), *FLAGS):
+    cpu = _cpu_flags() if "-march=native" in flags else ""
+    for part in (torch.__version__, sys.version, platform.machine(), cpu, *flags):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
 
-def _compile_command(source: Path, output: Path) -> list[str]:
+def _portable_flags() -> tuple[str, ...] | None:
+    """FLAGS for this architecture's baseline CPU instead of this one; None where there is none."""
+    target = PORTABLE_TARGETS.get(platform.machine())
+    if target is None:
+        return None
+    return tuple(f"-march={target[0]}" if flag == "-march=native" else flag for flag in FLAGS)
+
+
+def prebuilt_dir() -> Path:
+    configured = os.environ.get(PREBUILT_ENV)
+    return Path(configured).expanduser() if configured else Path(sys.prefix) / "share" / "llmops" / "kernels"
+
+
+def _portable_library(directory: Path) -> Path | None:
+    flags = _portable_flags()
+    return None if flags is None else directory / f"llmops_paged_portable_{build_key(flags)}.so"
+
+
+def build_prebuilt(directory: Path | None = None) -> Path:
+    """Compile the portable build into ``directory`` (default ``prebuilt_dir()``); return its path."""
+    flags = _portable_flags()
+    target = _portable_library(directory or prebuilt_dir())
+    if flags is None or target is None:
+        raise RuntimeError(f"no portable build is defined for {platform.machine()}")
+    _build(target, flags)
+    return target
+
+
+def _runs_portable_build() -> bool:
+    """Whether this CPU has the features the portable build was compiled for."""
+    target = PORTABLE_TARGETS.get(platform.machine())
+    return target is not None and set(target[1]) <= set(_cpu_flags().split())
+
+
+def _compile_command(source: Path, output: Path, flags: tuple[str, ...] = FLAGS) -> list[str]:
     from torch.utils.cpp_extension import include_paths, library_paths
 
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    command = [os.environ.get("CXX", "g++"), *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    command = [os.environ.get("CXX", "g++"), *flags, f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     command += [f"-I{path}" for path in include_paths()]
     command += [str(source), "-o", str(output)]
     for path in library_paths():
@@ -74,13 +122,13 @@ def _compile_command(source: Path, output: Path) -> list[str]:
     return [*command, "-lc10", "-ltorch_cpu", "-ltorch"]
 
 
-def _build(target: Path) -> None:
+def _build(target: Path, flags: tuple[str, ...] = FLAGS) -> None:
     """Compile into a temporary file, then rename: concurrent builders never see half a library."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
         subprocess.run(
-            _compile_command(SOURCE, partial),
+            _compile_command(SOURCE, partial, flags),
             check=True,
             capture_output=True,
             text=True,
@@ -93,24 +141,45 @@ def _build(target: Path) -> None:
 def load_decode_kernel() -> Any | None:
     """``torch.ops.llmops_paged.decode_attention``, building it first if needed; None if unavailable."""
     compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        logger.warning("paged attention: no C++ compiler (%s); decode attention gathers K/V + SDPA", compiler)
-        return None
     target = cache_dir() / f"llmops_paged_{build_key()}.so"
+    if not target.is_file() and shutil.which(compiler) is None:
+        return _load_prebuilt(compiler)
     try:
         if not target.is_file():
             logger.info("paged attention: building the decode kernel into %s (once per machine)", target)
             _build(target)
         prune_stale_builds(target)
-        torch.ops.load_library(str(target))
-        kernel = torch.ops.llmops_paged.decode_attention
     except subprocess.CalledProcessError as exc:
         logger.warning("paged attention: the decode kernel did not build; using SDPA\n%s", exc.stderr[-2000:])
         return None
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         logger.warning("paged attention: the decode kernel is unavailable (%s); using SDPA", exc)
         return None
-    logger.info("paged attention: decode kernel loaded from %s", target)
+    return _load(target)
+
+
+def _load_prebuilt(compiler: str) -> Any | None:
+    """The portable build shipped with this environment, when there is one this CPU runs."""
+    library = _portable_library(prebuilt_dir())
+    if library is not None and library.is_file() and _runs_portable_build():
+        return _load(library)
+    logger.warning(
+        "paged attention: no C++ compiler (%s) and no prebuilt kernel for this CPU and torch in %s; "
+        "decode attention gathers K/V + SDPA",
+        compiler,
+        prebuilt_dir(),
+    )
+    return None
+
+
+def _load(library: Path) -> Any | None:
+    try:
+        torch.ops.load_library(str(library))
+        kernel = torch.ops.llmops_paged.decode_attention
+    except (OSError, RuntimeError, AttributeError) as exc:
+        logger.warning("paged attention: the decode kernel is unavailable (%s); using SDPA", exc)
+        return None
+    logger.info("paged attention: decode kernel loaded from %s", library)
     return kernel
 
 
