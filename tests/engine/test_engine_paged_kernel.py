@@ -64,13 +64,20 @@ def reference(
     return torch.stack(out)
 
 
-@pytest.mark.parametrize(("heads", "kv_heads", "head_dim"), [(8, 8, 32), (8, 2, 16), (4, 1, 64)])
-def test_kernel_equals_gather_and_sdpa(kernel: Any, heads: int, kv_heads: int, head_dim: int) -> None:
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "head_dim"), [(8, 8, 32), (8, 2, 16), (4, 1, 64), (4, 2, 128), (3, 1, 24)]
+)
+@pytest.mark.parametrize("block_size", [8, 16])
+def test_kernel_equals_gather_and_sdpa(
+    kernel: Any, heads: int, kv_heads: int, head_dim: int, block_size: int
+) -> None:
+    """Head sizes with a compiled-in loop (32, 64, 128) and without; contexts that end inside a block
+    and inside a group of eight rows; grouped-query heads."""
     torch.manual_seed(0)
-    block_size, num_blocks, rows = 8, 64, 5
+    num_blocks, rows = 64, 6
     keys = torch.randn(num_blocks * block_size, kv_heads, head_dim)
     values = torch.randn(num_blocks * block_size, kv_heads, head_dim)
-    lens = torch.tensor([1, 7, 8, 9, 61])
+    lens = torch.tensor([1, 7, 8, 9, 13, 61])
     tables = torch.randperm(num_blocks)[: rows * 8].view(rows, 8)
     query = torch.randn(rows, heads, head_dim) * 3
     scale = head_dim**-0.5

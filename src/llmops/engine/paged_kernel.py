@@ -40,7 +40,18 @@ PREBUILT_ENV = "LLMOPS_KERNEL_PREBUILT"
 BUILD_TIMEOUT_S = 600
 STALE_AFTER_DAYS = 30
 LIBRARY_GLOB = "llmops_paged_*.so"
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-w")
+# -fno-math-errno and -fno-trapping-math let the softmax's floor and float-to-int conversions vectorise.
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-w",
+)
 # machine -> (the baseline -march of a portable build, the CPU flags it needs)
 PORTABLE_TARGETS = {
     "x86_64": ("x86-64-v3", ("avx2", "fma", "bmi2", "f16c", "movbe")),

@@ -3,6 +3,9 @@
 //
 // Per (sequence, head), in parallel on torch's intra-op pool: scores q.k * scale over the sequence's
 // context, softmax (max-subtracted, float32 accumulation), then the probability-weighted sum of V.
+// Positions are walked block by block; the arithmetic is written with vector types (GCC and Clang
+// vector extensions), so it compiles to the target's SIMD width without intrinsics: eight keys' dot
+// products share one transposing reduction, and each head's output sum stays in registers.
 // Registered as torch.ops.llmops_paged.decode_attention; CPU, a float32, bfloat16 or float16 cache
 // (query and output in the cache's dtype, arithmetic in float32).
 #include <ATen/ATen.h>
@@ -13,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -56,7 +60,7 @@ void check_tables(const int64_t* tables, const int64_t* lens, int64_t rows, int6
 // Cephes' expf, exp(x) = 2^n * exp(r) with |r| <= ln2 / 2, within 2 ulp of std::exp on that range.
 // Inputs below -87 (weights under 1e-38 of the largest) come out as exp(-87).
 inline float exp_nonpositive(float x) {
-  x = std::max(x, -87.0f);
+  x = x < -87.0f ? -87.0f : x;
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -83,72 +87,194 @@ struct Span {
   float* out;            // [count, dim], float32
 };
 
-template <typename T>
-inline const T* row_at(const T* base, const Span<T>& s, int64_t p) {
-  return base + (s.table[p / s.block_size] * s.block_size + p % s.block_size) * s.row_stride;
-}
-
-// The cache rows are far larger than L2 and spread over blocks, so loads wait on memory; asking for
-// the row PREFETCH_AHEAD positions on while working on this one keeps several misses in flight.
-constexpr int64_t PREFETCH_AHEAD = 4;
+// The positions are walked block by block: a block's rows are contiguous in the cache (the hardware
+// prefetcher follows them), and the first rows of the next block, which lies anywhere in the cache,
+// are asked for while this one is worked on, so a few misses are always in flight. No division per
+// position or head: those integer divisions once cost more than the arithmetic.
+constexpr int64_t PREFETCH_ROWS = 4;
 constexpr int64_t CACHE_LINE_BYTES = 64;
 
 template <typename T>
-inline void prefetch_row(const T* base, const Span<T>& s, int64_t p) {
-  if (p >= s.len) return;
-  const char* row = reinterpret_cast<const char*>(row_at(base, s, p));
-  const int64_t bytes = ((s.count - 1) / s.group + 1) * s.dim * static_cast<int64_t>(sizeof(T));
+inline void prefetch_block(const T* base, const Span<T>& s, int64_t block_index) {
+  if (block_index * s.block_size >= s.len) return;
+  const char* row = reinterpret_cast<const char*>(base + s.table[block_index] * s.block_size * s.row_stride);
+  const int64_t rows = std::min(PREFETCH_ROWS, s.len - block_index * s.block_size);
+  const int64_t bytes = rows * s.row_stride * static_cast<int64_t>(sizeof(T));
   for (int64_t b = 0; b < bytes; b += CACHE_LINE_BYTES) __builtin_prefetch(row + b, 0, 3);
 }
 
+// Eight floats as one vector (GCC and Clang vector extensions; any SIMD width the target has). The
+// aligned(4) variant loads from any float address.
+typedef float vec8 __attribute__((vector_size(32)));
+typedef float vec8_unaligned __attribute__((vector_size(32), aligned(4)));
+typedef int32_t ivec8 __attribute__((vector_size(32)));
+constexpr int64_t LANES = 8;
+
+// Lanes of a and b (b's numbered from 8) picked by constant indices: Clang's builtin, or GCC's (any
+// GCC version; its __builtin_shufflevector needs GCC 12).
+#if defined(__clang__)
+#define SHUFFLE8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE8(a, b, ...) __builtin_shuffle(a, b, ivec8{__VA_ARGS__})
+#endif
+
 template <typename T>
-void attend_span(const Span<T>& s, std::vector<float>& scores) {
-  const int64_t len = s.len, dim = s.dim;
-  scores.resize(static_cast<size_t>(s.count * len));
-  float* score = scores.data();
-  for (int64_t p = 0; p < PREFETCH_AHEAD; ++p) prefetch_row(s.keys, s, p);
-  for (int64_t p = 0; p < len; ++p) {
-    prefetch_row(s.keys, s, p + PREFETCH_AHEAD);
-    const T* k = row_at(s.keys, s, p);
+inline vec8 load8(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return *reinterpret_cast<const vec8_unaligned*>(p);
+  } else {
+    vec8 v;
+    for (int64_t l = 0; l < LANES; ++l) v[l] = static_cast<float>(p[l]);
+    return v;
+  }
+}
+
+inline float sum8(vec8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+
+// q . k over one head. DIM > 0 is the head size known at compile time, a multiple of LANES: one vector
+// multiply-add per LANES elements and one horizontal sum. DIM 0 is any size, read from ``dim``.
+template <int64_t DIM, typename T>
+inline float dot(const float* q, const T* k, int64_t dim) {
+  if constexpr (DIM > 0) {
+    vec8 total = load8(q) * load8(k);
+    for (int64_t d = LANES; d < DIM; d += LANES) total += load8(q + d) * load8(k + d);
+    return sum8(total);
+  } else {
+    float total = 0.f;
+    for (int64_t d = 0; d < dim; ++d) total += q[d] * static_cast<float>(k[d]);
+    return total;
+  }
+}
+
+// The sums of eight vectors as one vector (r[i] = sum of a[i]'s lanes): a transpose folded into the
+// additions, 7 shuffle pairs and 7 adds for eight dot products instead of eight horizontal sums.
+inline vec8 sum8x8(const vec8* a) {
+  vec8 b[4], c[2];
+  for (int i = 0; i < 4; ++i) {
+    b[i] = SHUFFLE8(a[2 * i], a[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+           SHUFFLE8(a[2 * i], a[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+  for (int i = 0; i < 2; ++i) {
+    c[i] = SHUFFLE8(b[2 * i], b[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+           SHUFFLE8(b[2 * i], b[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  return SHUFFLE8(c[0], c[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+         SHUFFLE8(c[0], c[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// Scores of LANES consecutive rows of a block against one head's query (DIM > 0 only).
+template <int64_t DIM, typename T>
+inline vec8 scores8(const vec8* q, const T* k, int64_t row_stride) {
+  vec8 acc[LANES];
+  for (int64_t r = 0; r < LANES; ++r) {
+    const T* row = k + r * row_stride;
+    acc[r] = q[0] * load8(row);
+    for (int64_t c = 1; c < DIM / LANES; ++c) acc[r] += q[c] * load8(row + c * LANES);
+  }
+  return sum8x8(acc);
+}
+
+// Scores of one block's ``rows`` positions, head by head: the head's query stays in registers while
+// the block's rows (contiguous, in L1 after the first head of a KV group) stream past it.
+template <int64_t DIM, typename T>
+void scores_of(const Span<T>& s, float* score) {
+  const int64_t len = s.len, bs = s.block_size, dim = DIM > 0 ? DIM : s.dim;
+  prefetch_block(s.keys, s, 0);
+  for (int64_t j = 0, start = 0; start < len; ++j, start += bs) {
+    prefetch_block(s.keys, s, j + 1);
+    const int64_t rows = std::min(bs, len - start);
+    const T* block = s.keys + s.table[j] * bs * s.row_stride;
     for (int64_t h = 0; h < s.count; ++h) {
-      const T* kh = k + (h / s.group) * dim;
-      const float* qh = s.q + h * dim;
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t d = 0; d < dim; ++d) dot += qh[d] * static_cast<float>(kh[d]);
-      score[h * len + p] = dot * s.scale;
+      const T* k = block + (h / s.group) * dim;
+      const float* q = s.q + h * dim;
+      float* out = score + h * len + start;
+      int64_t i = 0;
+      if constexpr (DIM > 0) {
+        vec8 qv[DIM / LANES];
+        for (int64_t c = 0; c < DIM / LANES; ++c) qv[c] = load8(q + c * LANES);
+        for (; i + LANES <= rows; i += LANES) {
+          *reinterpret_cast<vec8_unaligned*>(out + i) = scores8<DIM>(qv, k + i * s.row_stride, s.row_stride) * s.scale;
+        }
+      }
+      for (; i < rows; ++i) out[i] = dot<DIM>(q, k + i * s.row_stride, dim) * s.scale;
     }
   }
-  std::vector<float> inverse(static_cast<size_t>(s.count));
-  for (int64_t h = 0; h < s.count; ++h) {
+}
+
+// out[h] = sum over positions of weight[h, p] * V[p, h], one block at a time, head by head, the
+// head's running sum in a local array the compiler keeps in registers.
+template <int64_t DIM, typename T>
+void weighted_values(const Span<T>& s, const float* score) {
+  const int64_t len = s.len, bs = s.block_size, dim = DIM > 0 ? DIM : s.dim;
+  std::fill(s.out, s.out + s.count * dim, 0.f);
+  prefetch_block(s.values, s, 0);
+  for (int64_t j = 0, start = 0; start < len; ++j, start += bs) {
+    prefetch_block(s.values, s, j + 1);
+    const int64_t rows = std::min(bs, len - start);
+    const T* block = s.values + s.table[j] * bs * s.row_stride;
+    for (int64_t h = 0; h < s.count; ++h) {
+      const T* v = block + (h / s.group) * dim;
+      const float* weight = score + h * len + start;
+      float* out = s.out + h * dim;
+      if constexpr (DIM > 0) {
+        vec8 sum[DIM / LANES];
+        for (int64_t c = 0; c < DIM / LANES; ++c) sum[c] = load8(out + c * LANES);
+        for (int64_t i = 0; i < rows; ++i, v += s.row_stride) {
+          for (int64_t c = 0; c < DIM / LANES; ++c) sum[c] += weight[i] * load8(v + c * LANES);
+        }
+        for (int64_t c = 0; c < DIM / LANES; ++c) *reinterpret_cast<vec8_unaligned*>(out + c * LANES) = sum[c];
+      } else {
+        for (int64_t i = 0; i < rows; ++i, v += s.row_stride) {
+#pragma omp simd
+          for (int64_t d = 0; d < dim; ++d) out[d] += weight[i] * static_cast<float>(v[d]);
+        }
+      }
+    }
+  }
+}
+
+// Softmax of each head's row of scores, in place, unnormalised; returns nothing, writes 1 / sum per head.
+inline void softmax_rows(float* score, int64_t count, int64_t len, float* inverse) {
+  for (int64_t h = 0; h < count; ++h) {
     float* row = score + h * len;
     float highest = -std::numeric_limits<float>::infinity();
-    for (int64_t p = 0; p < len; ++p) highest = std::max(highest, row[p]);
+#pragma omp simd reduction(max : highest)
+    for (int64_t p = 0; p < len; ++p) highest = row[p] > highest ? row[p] : highest;
     float total = 0.f;
 #pragma omp simd reduction(+ : total)
     for (int64_t p = 0; p < len; ++p) {
-      row[p] = exp_nonpositive(row[p] - highest);
-      total += row[p];
+      const float weight = exp_nonpositive(row[p] - highest);
+      row[p] = weight;
+      total += weight;
     }
     inverse[h] = 1.f / total;
   }
-  std::fill(s.out, s.out + s.count * dim, 0.f);
-  for (int64_t p = 0; p < PREFETCH_AHEAD; ++p) prefetch_row(s.values, s, p);
-  for (int64_t p = 0; p < len; ++p) {
-    prefetch_row(s.values, s, p + PREFETCH_AHEAD);
-    const T* v = row_at(s.values, s, p);
-    for (int64_t h = 0; h < s.count; ++h) {
-      const T* vh = v + (h / s.group) * dim;
-      float* oh = s.out + h * dim;
-      const float weight = score[h * len + p];
-#pragma omp simd
-      for (int64_t d = 0; d < dim; ++d) oh[d] += weight * static_cast<float>(vh[d]);
-    }
-  }
+}
+
+template <int64_t DIM, typename T>
+void attend_span(const Span<T>& s, std::vector<float>& scratch) {
+  const int64_t dim = DIM > 0 ? DIM : s.dim;
+  scratch.resize(static_cast<size_t>(s.count * (s.len + 1)));
+  float* score = scratch.data();
+  float* inverse = score + s.count * s.len;
+  scores_of<DIM>(s, score);
+  softmax_rows(score, s.count, s.len, inverse);
+  weighted_values<DIM>(s, score);
   for (int64_t h = 0; h < s.count; ++h) {
     float* oh = s.out + h * dim;
 #pragma omp simd
     for (int64_t d = 0; d < dim; ++d) oh[d] *= inverse[h];
+  }
+}
+
+// The head sizes models use, as compile-time constants; any other size takes the generic loop.
+template <typename T>
+void attend_span_any(const Span<T>& s, std::vector<float>& scratch) {
+  switch (s.dim) {
+    case 32: attend_span<32>(s, scratch); break;
+    case 64: attend_span<64>(s, scratch); break;
+    case 128: attend_span<128>(s, scratch); break;
+    default: attend_span<0>(s, scratch);
   }
 }
 
@@ -172,7 +298,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& key_cache, const at::Tens
   const int64_t kv_per_slice = (kv_heads + slices - 1) / slices;
   const int64_t row_stride = kv_heads * dim;
   at::parallel_for(0, rows * slices, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+    std::vector<float> scratch;
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / slices, first_kv = (i % slices) * kv_per_slice;
       const int64_t kv_count = std::min(kv_per_slice, kv_heads - first_kv);
@@ -181,7 +307,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& key_cache, const at::Tens
       Span<T> span{q_data + (b * heads + first) * dim, k_data + first_kv * dim, v_data + first_kv * dim,
                    table_data + b * width, len_data[b], block_size, row_stride, dim, kv_count * group,
                    group, scale, out_data + (b * heads + first) * dim};
-      attend_span(span, scores);
+      attend_span_any(span, scratch);
     }
   });
 }
