@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tests.engine.engine_factories import VOCAB_SIZE, build_model, collect_all, greedy, random_prompts
 from torch import nn
 
@@ -29,9 +30,9 @@ def linear_pair(bias: bool, dtype: torch.dtype = torch.float32) -> tuple[nn.Line
     return dense, PackedLinear.from_linear(dense)
 
 
-# bfloat16 where oneDNN computes it on this CPU (AVX-512 BF16 or AMX); float32 everywhere.
+# float32 everywhere; 16-bit dtypes in oneDNN's own arithmetic where the CPU has it, else widened.
 DTYPES = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in packed_linear.packable_dtypes()]
-TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
+TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -72,9 +73,41 @@ def test_prepack_replaces_linear_layers_and_skips_tied_weights() -> None:
     assert type(tied.lm_head) is nn.Linear  # the embedding needs the dense matrix it shares
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_16bit_weights_without_16bit_arithmetic_run_widened_to_float32(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, bias: bool
+) -> None:
+    """No AVX-512 BF16/AMX: the packed copy is float32, the answer is rounded back to the input's
+    dtype, and the bias is widened with the weight; in place changes to either fall back to dense."""
+    monkeypatch.setattr(packed_linear, "native_16bit_dtypes", lambda: ())
+    dense, packed = linear_pair(bias, dtype)
+    assert packed.compute_dtype == torch.float32 and packed.packed_weight.dtype == torch.float32
+    x = torch.randn(9, 48).to(dtype)
+    with torch.inference_mode(), packed_gemms(True):
+        got = packed(x)
+        wide = F.linear(x.float(), dense.weight.float(), None if dense.bias is None else dense.bias.float())
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), wide, rtol=TOLERANCES[dtype], atol=TOLERANCES[dtype])
+    torch.testing.assert_close(got, dense(x), rtol=TOLERANCES[dtype], atol=TOLERANCES[dtype])
+    target = dense.bias if bias else dense.weight
+    with torch.no_grad():
+        target.add_(1.0)
+    with torch.inference_mode(), packed_gemms(True):
+        assert torch.equal(packed(x), dense(x))
+
+
+@pytest.mark.skipif(
+    torch.bfloat16 not in packed_linear.native_16bit_dtypes(), reason="this CPU has no bfloat16 arithmetic"
+)
+def test_bfloat16_stays_bfloat16_where_the_cpu_computes_it() -> None:
+    _, packed = linear_pair(True, torch.bfloat16)
+    assert packed.compute_dtype == torch.bfloat16
+
+
 def test_no_prepacking_where_onednn_does_not_compute(monkeypatch: pytest.MonkeyPatch) -> None:
     model = build_model(VOCAB_SIZE)
-    assert prepack_linear_weights(model, Placement(torch.device("cpu"), torch.float16)) == 0
+    assert prepack_linear_weights(model, Placement(torch.device("cpu"), torch.float64)) == 0
     monkeypatch.setattr(packed_linear, "packable_dtypes", lambda: ())
     assert prepack_linear_weights(model, CPU_FLOAT32) == 0
     assert not any(isinstance(module, PackedLinear) for module in model.modules())
