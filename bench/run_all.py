@@ -63,6 +63,12 @@ SECTIONS = (
         ),
     ),
     Section(
+        "engine-kernel",
+        "Decode attention over the paged cache: the C++ kernel against gather + SDPA",
+        "bench/engine/decode_kernel.py",
+        quick_args=("--threads", "1", "--contexts", "64"),
+    ),
+    Section(
         "engine-vllm",
         "Engine against vLLM CPU (peer installed in bench/.envs)",
         "bench/engine/vllm_column.py",
