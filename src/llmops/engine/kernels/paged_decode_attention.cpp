@@ -174,66 +174,71 @@ inline vec8 scores8(const vec8* q, const T* k, int64_t row_stride) {
   return sum8x8(acc);
 }
 
-// Scores of one block's ``rows`` positions, head by head: the head's query stays in registers while
-// the block's rows (contiguous, in L1 after the first head of a KV group) stream past it.
+// Calls visit(rows of the block, first position, number of positions) for each block of the
+// sequence's context in order, asking for the next block's first rows while this one is worked on.
+template <typename T, typename Visit>
+inline void for_each_block(const Span<T>& s, const T* base, Visit&& visit) {
+  prefetch_block(base, s, 0);
+  for (int64_t j = 0, start = 0; start < s.len; ++j, start += s.block_size) {
+    prefetch_block(base, s, j + 1);
+    visit(base + s.table[j] * s.block_size * s.row_stride, start, std::min(s.block_size, s.len - start));
+  }
+}
+
+// Scores of each block's positions, head by head: the head's query stays in registers while the
+// block's rows (contiguous, in L1 after the first head of a KV group) stream past it.
 template <int64_t DIM, typename T>
 void scores_of(const Span<T>& s, float* score) {
-  const int64_t len = s.len, bs = s.block_size, dim = DIM > 0 ? DIM : s.dim;
-  prefetch_block(s.keys, s, 0);
-  for (int64_t j = 0, start = 0; start < len; ++j, start += bs) {
-    prefetch_block(s.keys, s, j + 1);
-    const int64_t rows = std::min(bs, len - start);
-    const T* block = s.keys + s.table[j] * bs * s.row_stride;
+  const int64_t dim = DIM > 0 ? DIM : s.dim, stride = s.row_stride;
+  for_each_block(s, s.keys, [&](const T* block, int64_t start, int64_t rows) {
     for (int64_t h = 0; h < s.count; ++h) {
       const T* k = block + (h / s.group) * dim;
       const float* q = s.q + h * dim;
-      float* out = score + h * len + start;
+      float* out = score + h * s.len + start;
       int64_t i = 0;
       if constexpr (DIM > 0) {
         vec8 qv[DIM / LANES];
         for (int64_t c = 0; c < DIM / LANES; ++c) qv[c] = load8(q + c * LANES);
         for (; i + LANES <= rows; i += LANES) {
-          *reinterpret_cast<vec8_unaligned*>(out + i) = scores8<DIM>(qv, k + i * s.row_stride, s.row_stride) * s.scale;
+          *reinterpret_cast<vec8_unaligned*>(out + i) = scores8<DIM>(qv, k + i * stride, stride) * s.scale;
         }
       }
-      for (; i < rows; ++i) out[i] = dot<DIM>(q, k + i * s.row_stride, dim) * s.scale;
+      for (; i < rows; ++i) out[i] = dot<DIM>(q, k + i * stride, dim) * s.scale;
     }
-  }
+  });
 }
 
 // out[h] = sum over positions of weight[h, p] * V[p, h], one block at a time, head by head, the
-// head's running sum in a local array the compiler keeps in registers.
+// head's running sum held in registers across the block.
 template <int64_t DIM, typename T>
 void weighted_values(const Span<T>& s, const float* score) {
-  const int64_t len = s.len, bs = s.block_size, dim = DIM > 0 ? DIM : s.dim;
+  const int64_t dim = DIM > 0 ? DIM : s.dim, stride = s.row_stride;
   std::fill(s.out, s.out + s.count * dim, 0.f);
-  prefetch_block(s.values, s, 0);
-  for (int64_t j = 0, start = 0; start < len; ++j, start += bs) {
-    prefetch_block(s.values, s, j + 1);
-    const int64_t rows = std::min(bs, len - start);
-    const T* block = s.values + s.table[j] * bs * s.row_stride;
+  for_each_block(s, s.values, [&](const T* block, int64_t start, int64_t rows) {
     for (int64_t h = 0; h < s.count; ++h) {
       const T* v = block + (h / s.group) * dim;
-      const float* weight = score + h * len + start;
+      const float* weight = score + h * s.len + start;
       float* out = s.out + h * dim;
       if constexpr (DIM > 0) {
         vec8 sum[DIM / LANES];
         for (int64_t c = 0; c < DIM / LANES; ++c) sum[c] = load8(out + c * LANES);
-        for (int64_t i = 0; i < rows; ++i, v += s.row_stride) {
+        for (int64_t i = 0; i < rows; ++i, v += stride) {
           for (int64_t c = 0; c < DIM / LANES; ++c) sum[c] += weight[i] * load8(v + c * LANES);
         }
-        for (int64_t c = 0; c < DIM / LANES; ++c) *reinterpret_cast<vec8_unaligned*>(out + c * LANES) = sum[c];
+        for (int64_t c = 0; c < DIM / LANES; ++c) {
+          *reinterpret_cast<vec8_unaligned*>(out + c * LANES) = sum[c];
+        }
       } else {
-        for (int64_t i = 0; i < rows; ++i, v += s.row_stride) {
+        for (int64_t i = 0; i < rows; ++i, v += stride) {
 #pragma omp simd
           for (int64_t d = 0; d < dim; ++d) out[d] += weight[i] * static_cast<float>(v[d]);
         }
       }
     }
-  }
+  });
 }
 
-// Softmax of each head's row of scores, in place, unnormalised; returns nothing, writes 1 / sum per head.
+// Each head's scores become exp(score - max) in place; inverse[h] is 1 / their sum.
 inline void softmax_rows(float* score, int64_t count, int64_t len, float* inverse) {
   for (int64_t h = 0; h < count; ++h) {
     float* row = score + h * len;
