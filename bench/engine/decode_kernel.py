@@ -4,9 +4,10 @@
 
 For each shape (the benchmark model's 8 heads of 32; a Llama-style 32 query / 8 KV heads of 128) and
 context length: 32 sequences, one query token each, 16-position blocks scattered at random over a
-2,048-block cache. ``kernel`` is ``torch.ops.llmops_paged.decode_attention`` reading K/V through the
-block tables; ``gather + SDPA`` is the engine's fallback (copy each row's blocks into a contiguous
-buffer, then one batched ``scaled_dot_product_attention``). Both answers are compared before timing.
+cache of ``--blocks`` blocks (2,048). ``kernel`` is ``torch.ops.llmops_paged.decode_attention``
+reading K/V through the block tables; ``gather + SDPA`` is the engine's fallback (copy each row's
+blocks into a contiguous buffer, then one batched ``scaled_dot_product_attention``). Both answers
+are compared before timing.
 Reported: the best of several timed rounds per call, the K/V bytes read per second by the kernel,
 and gather + SDPA / kernel. The caches here stay in the last-level cache between calls, unlike an
 engine step, where weights and other layers evict them; the step itself is in ``step_ab.py``.
@@ -23,11 +24,11 @@ import torch.nn.functional as F
 
 from llmops.engine.paged_kernel import load_decode_kernel
 
-ROWS, BLOCK_SIZE, NUM_BLOCKS = 32, 16, 2048
+ROWS, BLOCK_SIZE = 32, 16
 SHAPES = {"8 heads x 32 (bench model)": (8, 8, 32), "32 / 8 KV heads x 128": (32, 8, 128)}
 
 
-def best_seconds(fn: Callable[[], torch.Tensor], calls: int, rounds: int = 5) -> float:
+def best_seconds(fn: Callable[[], torch.Tensor], calls: int, rounds: int) -> float:
     for _ in range(3):
         fn()
     best = float("inf")
@@ -39,13 +40,17 @@ def best_seconds(fn: Callable[[], torch.Tensor], calls: int, rounds: int = 5) ->
     return best
 
 
-def measure(kernel: object, heads: int, kv_heads: int, dim: int, context: int) -> tuple[float, float, int]:
+def measure(
+    kernel: object, shape: tuple[int, int, int], context: int, args: argparse.Namespace
+) -> tuple[float, float, int]:
     """(kernel seconds, gather + SDPA seconds, K/V bytes read) for one call."""
-    generator = torch.Generator().manual_seed(context)
-    keys = torch.randn(NUM_BLOCKS * BLOCK_SIZE, kv_heads, dim, generator=generator)
-    values = torch.randn(NUM_BLOCKS * BLOCK_SIZE, kv_heads, dim, generator=generator)
+    heads, kv_heads, dim = shape
     width = -(-context // BLOCK_SIZE)
-    tables = torch.randperm(NUM_BLOCKS, generator=generator)[: ROWS * width].view(ROWS, width)
+    num_blocks = max(args.blocks, ROWS * width)
+    generator = torch.Generator().manual_seed(context)
+    keys = torch.randn(num_blocks * BLOCK_SIZE, kv_heads, dim, generator=generator)
+    values = torch.randn(num_blocks * BLOCK_SIZE, kv_heads, dim, generator=generator)
+    tables = torch.randperm(num_blocks, generator=generator)[: ROWS * width].view(ROWS, width)
     lens = torch.full((ROWS,), context)
     query = torch.randn(ROWS, heads, dim, generator=generator)
     scale = dim**-0.5
@@ -55,8 +60,8 @@ def measure(kernel: object, heads: int, kv_heads: int, dim: int, context: int) -
 
     def with_gather() -> torch.Tensor:
         flat = tables.flatten()
-        k = keys.view(NUM_BLOCKS, BLOCK_SIZE, kv_heads, dim).index_select(0, flat)
-        v = values.view(NUM_BLOCKS, BLOCK_SIZE, kv_heads, dim).index_select(0, flat)
+        k = keys.view(num_blocks, BLOCK_SIZE, kv_heads, dim).index_select(0, flat)
+        v = values.view(num_blocks, BLOCK_SIZE, kv_heads, dim).index_select(0, flat)
         k = k.view(ROWS, -1, kv_heads, dim)[:, :context].transpose(1, 2)
         v = v.view(ROWS, -1, kv_heads, dim)[:, :context].transpose(1, 2)
         out = F.scaled_dot_product_attention(
@@ -65,9 +70,10 @@ def measure(kernel: object, heads: int, kv_heads: int, dim: int, context: int) -
         return out[:, :, 0]
 
     torch.testing.assert_close(with_kernel(), with_gather(), rtol=1e-4, atol=1e-4)
-    calls = max(5, 20_000 // context)
+    calls = args.calls or max(5, 20_000 // context)
     read = 2 * ROWS * context * kv_heads * dim * keys.element_size()
-    return best_seconds(with_kernel, calls), best_seconds(with_gather, calls), read
+    kernel_seconds = best_seconds(with_kernel, calls, args.rounds)
+    return kernel_seconds, best_seconds(with_gather, calls, args.rounds), read
 
 
 def main() -> None:
@@ -76,6 +82,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--contexts", default="64,256,1024", help="comma-separated context lengths")
+    parser.add_argument("--blocks", type=int, default=2048, help="blocks in the cache the tables point into")
+    parser.add_argument("--calls", type=int, default=0, help="calls per timed round (0: by context length)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds; the best is reported")
     args = parser.parse_args()
     kernel = load_decode_kernel()
     if kernel is None:
@@ -89,7 +98,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         for name, (heads, kv_heads, dim) in SHAPES.items():
             for context in (int(c) for c in args.contexts.split(",")):
-                ours, gathered, read = measure(kernel, heads, kv_heads, dim, context)
+                ours, gathered, read = measure(kernel, (heads, kv_heads, dim), context, args)
                 cells = [name, threads, context, f"{ours * 1e6:.0f}", f"{read / ours / 1e9:.1f}"]
                 cells += [f"{gathered * 1e6:.0f}", f"{gathered / ours:.2f}x"]
                 print("| " + " | ".join(str(c) for c in cells) + " |")

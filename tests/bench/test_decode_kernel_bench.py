@@ -19,7 +19,8 @@ SCRIPT = ROOT / "bench" / "engine" / "decode_kernel.py"
 @pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler")
 def test_the_kernel_benchmark_prints_a_row_per_shape_and_context() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    command = [sys.executable, str(SCRIPT), "--threads", "1", "--contexts", "17,40"]
+    small = ["--threads", "1", "--contexts", "17,40", "--blocks", "64", "--calls", "2", "--rounds", "1"]
+    command = [sys.executable, str(SCRIPT), *small]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "x |" in line]

@@ -107,7 +107,8 @@ class EngineConfig(BaseModel):
         default=True,
         description="CPU: pack each linear layer's weight once into oneDNN's blocked layout for the "
         "GEMMs of steps that batch several sequences (a lone sequence keeps the dense weights, equal to "
-        "transformers bit for bit); holds a second copy of those weights in memory.",
+        "transformers bit for bit); holds a second copy of those weights in memory, widened to float32 "
+        "for 16-bit weights on a CPU without 16-bit arithmetic (twice their size).",
     )
     speculative: SpeculativeConfig | None = Field(
         default=None,
