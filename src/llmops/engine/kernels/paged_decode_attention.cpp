@@ -74,8 +74,7 @@ inline float exp_nonpositive(float x) {
   return p * __builtin_bit_cast(float, bits);
 }
 
-// One sequence, heads [first, first + count) of one KV head group layout: every position's K (then V)
-// row of those heads is read once, contiguously, for all of them. ``scores`` holds count * len floats.
+// One sequence, heads [first, first + count), whole KV head groups: the work of one parallel item.
 template <typename T>
 struct Span {
   const float* q;        // [count, dim] query rows, in float32
@@ -90,7 +89,7 @@ struct Span {
 // The positions are walked block by block: a block's rows are contiguous in the cache (the hardware
 // prefetcher follows them), and the first rows of the next block, which lies anywhere in the cache,
 // are asked for while this one is worked on, so a few misses are always in flight. No division per
-// position or head: those integer divisions once cost more than the arithmetic.
+// position: those integer divisions once cost more than the arithmetic.
 constexpr int64_t PREFETCH_ROWS = 4;
 constexpr int64_t CACHE_LINE_BYTES = 64;
 
